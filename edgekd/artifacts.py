@@ -1,0 +1,43 @@
+"""Artifacts: one deployable variant each (format, runtime, precision, path), and how to load one to run it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from edgekd.models import build_model, load_checkpoint
+from edgekd.runtimes import get_runtime
+from edgekd.runtimes.base import Runner
+from edgekd.runtimes.pytorch_runtime import runner_for_module
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str  # unique within a run, e.g. "student-onnx-int8-static"
+    role: str  # "teacher" or "student"
+    path: str  # relative to the run directory
+    format: str  # "pytorch" (safetensors), "onnx", "openvino-ir"
+    runtime: str  # "pytorch", "onnxruntime", "openvino"
+    precision: str  # "fp32", "int8"
+    quantization: str | None = None  # None, "dynamic", "static"
+    architecture: str | None = None  # for pytorch artifacts: the zoo name to rebuild the module
+    source: str | None = None  # the artifact this one was derived from
+
+    def files(self, run_dir: Path) -> list[Path]:
+        """Every file the artifact consists of (an OpenVINO IR is the .xml and its .bin)."""
+        main = run_dir / self.path
+        return [main, main.with_suffix(".bin")] if self.format == "openvino-ir" else [main]
+
+    def size_bytes(self, run_dir: Path) -> int:
+        return sum(f.stat().st_size for f in self.files(run_dir))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_runner(artifact: Artifact, run_dir: Path, threads: int, num_classes: int) -> Runner:
+    path = run_dir / artifact.path
+    if artifact.format == "pytorch":
+        model = load_checkpoint(build_model(artifact.architecture or "", num_classes), path)
+        return runner_for_module(model, threads)
+    return get_runtime(artifact.runtime).load(path, threads)

@@ -1,0 +1,52 @@
+"""`edgekd gate`: fail a CI build when a report breaks its budgets. Exit 0 pass, 1 fail, 2 inconclusive/usage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edgekd.gate import EXIT_CODES, evaluate, load_budgets
+from edgekd.report import load_report
+
+
+def gate(
+    report: Path = typer.Argument(..., help="report.json, or the run directory that holds it."),
+    budgets_file: Path = typer.Option(None, "--budgets", help="TOML file of budgets (flags override it)."),
+    artifact: list[str] = typer.Option([], "--artifact", "-a", help="Glob of rows to check (repeatable). "
+                                       "Default: every student row."),
+    max_accuracy_drop: float = typer.Option(None, help="Max accuracy drop against the teacher, points."),
+    min_accuracy: float = typer.Option(None, help="Min accuracy, percent."),
+    min_teacher_agreement: float = typer.Option(None, help="Min top-1 agreement with the teacher, percent."),
+    max_p50_ms: float = typer.Option(None, help="Max median latency at batch 1, ms."),
+    max_p90_ms: float = typer.Option(None, help="Max p90 latency at batch 1, ms."),
+    max_p95_ms: float = typer.Option(None, help="Max p95 latency at batch 1, ms."),
+    max_p99_ms: float = typer.Option(None, help="Max p99 latency at batch 1, ms."),
+    min_throughput_per_s: float = typer.Option(None, help="Min throughput, samples per second."),
+    max_size_mb: float = typer.Option(None, help="Max artifact size on disk, MB (10^6 bytes)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the verdicts as JSON."),
+) -> None:
+    """Check a report against budgets; name every row, budget and measured value that breaks one."""
+    budgets = load_budgets(budgets_file) if budgets_file else {}
+    flags = {
+        "max_accuracy_drop": max_accuracy_drop, "min_accuracy": min_accuracy,
+        "min_teacher_agreement": min_teacher_agreement, "max_p50_ms": max_p50_ms, "max_p90_ms": max_p90_ms,
+        "max_p95_ms": max_p95_ms, "max_p99_ms": max_p99_ms, "min_throughput_per_s": min_throughput_per_s,
+        "max_size_mb": max_size_mb,
+    }  # fmt: skip
+    budgets.update({k: v for k, v in flags.items() if v is not None})
+    overall, checks = evaluate(load_report(report), budgets, artifact)
+    if as_json:
+        typer.echo(json.dumps({"verdict": overall, "checks": [c.to_dict() for c in checks]}, indent=2))
+    else:
+        table = Table(title=f"edgekd gate: {overall.upper()}")
+        for column in ("artifact", "budget", "verdict", "detail"):
+            table.add_column(column)
+        for c in checks:
+            style = {"fail": "red", "inconclusive": "yellow", "skipped": "dim"}.get(c.verdict)
+            table.add_row(c.artifact, c.budget, c.verdict, c.detail, style=style)
+        Console().print(table)
+    raise typer.Exit(EXIT_CODES[overall])

@@ -1,0 +1,45 @@
+"""One exception family: the library raises these, the CLI turns them into one line and an exit code."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """" (did you mean 'x'?)" for the closest choice, or "" when nothing is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class EdgekdError(Exception):
+    """A problem the user can fix; the message says what and how. `exit_code` is what the CLI returns."""
+
+    exit_code = 2
+
+
+class RecipeError(EdgekdError):
+    """A recipe or profile file is invalid (unknown key, wrong type, bad value)."""
+
+
+class ReportError(EdgekdError):
+    """A report file is missing, unreadable or does not match the schema."""
+
+
+class MissingDependencyError(EdgekdError):
+    """An optional runtime is not installed; the message names the extra to install."""
+
+    def __init__(self, package: str, extra: str, purpose: str):
+        super().__init__(f"{purpose} needs the '{package}' package: pip install \"edgekd[{extra}]\"")
+        self.package = package
+        self.extra = extra
+
+
+class CheckpointError(EdgekdError):
+    """A model checkpoint is missing, unsafe to load, or does not fit the model."""
+
+
+class StageError(EdgekdError):
+    """A pipeline stage failed in a way the user has to act on (the message names the stage)."""
+
+    exit_code = 1

@@ -1,0 +1,56 @@
+"""Checkpoints as safetensors: no pickle, so loading a file can never run code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from edgekd.errors import CheckpointError
+from edgekd.fileio import atomic_path
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_checkpoint(model: nn.Module, path: Path) -> None:
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp))
+
+
+def load_checkpoint(model: nn.Module, path: Path) -> nn.Module:
+    """Load safetensors weights into `model`; shape or key mismatches name the tensor at fault."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' does not exist")
+    if path.suffix != ".safetensors":
+        raise CheckpointError(
+            f"checkpoint '{path}' is not a .safetensors file; convert it with "
+            "safetensors.torch.save_file(model.state_dict(), 'model.safetensors')"
+        )
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"checkpoint '{path}' could not be read as safetensors: {exc}") from exc
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint '{path}' does not fit the model: missing tensors {missing[:5]}, "
+            f"unexpected tensors {unexpected[:5]}"
+        )
+    for name, tensor in state.items():
+        if tensor.shape != expected[name].shape:
+            raise CheckpointError(
+                f"checkpoint '{path}': tensor '{name}' has shape {tuple(tensor.shape)}, "
+                f"the model expects {tuple(expected[name].shape)}"
+            )
+    with torch.no_grad():
+        model.load_state_dict(state)
+    return model

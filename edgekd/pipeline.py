@@ -1,0 +1,264 @@
+"""The distill-and-export job: each stage reads what the previous one wrote under export/<run>/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgekd import measure as m
+from edgekd.artifacts import Artifact, load_runner
+from edgekd.distill import predict_logits, train_model
+from edgekd.errors import EdgekdError, StageError
+from edgekd.export import check_parity, export_onnx
+from edgekd.fileio import sha256_file, sha256_json, write_text_atomic
+from edgekd.models import build_model, count_parameters, load_checkpoint, save_checkpoint
+from edgekd.progress import step
+from edgekd.quantize import quantize_int8_dynamic, quantize_int8_static
+from edgekd.recipe import Recipe
+from edgekd.report import build_report, write_report
+from edgekd.runtimes import get_runtime
+from edgekd.runtimes.openvino_runtime import build_ir
+from edgekd.stages import run_stage, stage_key
+from edgekd.tasks import TaskData, load_task
+from edgekd.tasks.base import save_eval_split
+
+TEST_SPLIT = "data/test.npz"
+CALIBRATION_SPLIT = "data/calibration.npz"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    report: dict[str, Any]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("EDGEKD_CACHE_DIR", Path.home() / ".cache" / "edgekd"))
+
+
+def distill_and_export(
+    recipe: Recipe, output_dir: Path = Path("export"), run_name: str | None = None, fresh: bool = False
+) -> RunResult:
+    """Run every stage for `recipe` into `output_dir/<run_name>/`, resuming finished stages unless `fresh`."""
+    started = time.perf_counter()
+    run_dir = Path(output_dir) / (run_name or recipe.name)
+    if fresh and run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / "recipe.toml", recipe.to_toml())
+    threads = recipe.measure.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+
+    step(f"task '{recipe.task.name}'")
+    task = load_task(recipe.task)
+    save_eval_split(run_dir / TEST_SPLIT, task.x_test, task.y_test, task.input_name)
+    calibration = task.calibration_samples(recipe.quantize.calibration_samples, recipe.task.seed)
+    save_eval_split(run_dir / CALIBRATION_SPLIT, calibration, np.zeros(len(calibration), np.int64), task.input_name)
+
+    stages: dict[str, Any] = {}
+    teacher, stages["teacher"] = _teacher_stage(recipe, task, run_dir)
+    distill_key = stage_key(
+        {"task": recipe.task, "teacher": stages["teacher"]["sha256"], "student": recipe.student,
+         "distill": recipe.distill}  # fmt: skip
+    )
+    stages["distill"] = _timed(run_dir, "distill", distill_key, ["student.safetensors"],
+                               lambda: _distill(recipe, task, teacher, run_dir))  # fmt: skip
+    student = load_checkpoint(build_model(recipe.student.architecture, task.num_classes), run_dir / "student.safetensors")
+
+    export_key = stage_key({"export": recipe.export}, distill_key)
+    stages["export"] = _timed(run_dir, "export", export_key, ["student.onnx"],
+                              lambda: _export(recipe, task, student, run_dir))  # fmt: skip
+
+    quantize_key = stage_key({"quantize": recipe.quantize}, export_key)
+    quantized = [f"student.{variant}.onnx" for variant in recipe.quantize.variants]
+    stages["quantize"] = _timed(run_dir, "quantize", quantize_key, quantized,
+                                lambda: _quantize(recipe, task, run_dir))  # fmt: skip
+
+    artifacts = _artifacts(recipe)
+    openvino_reason = get_runtime("openvino").unavailable_reason()
+    if recipe.build.openvino and openvino_reason is None:
+        stages["build"] = _timed(run_dir, "build", stage_key({"build": recipe.build}, export_key),
+                                 ["openvino/student.xml"], lambda: _build_openvino(run_dir))  # fmt: skip
+    skipped = {"student-openvino-fp32": openvino_reason} if recipe.build.openvino and openvino_reason else {}
+
+    step("measure")
+    rows = _measure_all(recipe, task, artifacts, skipped, run_dir, threads, stages["export"]["parity"])
+    stages["total_seconds"] = round(time.perf_counter() - started, 3)
+    report = build_report(recipe, task, stages, rows, threads)
+    write_report(report, run_dir)
+    return RunResult(run_dir, report)
+
+
+def _timed(run_dir: Path, name: str, key: str, outputs: list[str], work) -> dict[str, Any]:
+    step(name)
+    t0 = time.perf_counter()
+    summary, reused = run_stage(run_dir, name, key, outputs, work)
+    return {**summary, "reused": reused, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Use the user's checkpoint, or a cached teacher for this task+teacher section, or train and cache one."""
+    step("teacher")
+    t0 = time.perf_counter()
+    teacher = build_model(recipe.teacher.architecture, task.num_classes, key="teacher.architecture")
+    summary: dict[str, Any] = {}
+    if recipe.teacher.checkpoint:
+        source, summary["origin"] = Path(recipe.teacher.checkpoint), "user checkpoint"
+    else:
+        key = sha256_json({"task": recipe.task, "teacher": recipe.teacher})[:16]
+        source = cache_dir() / "teachers" / f"{recipe.teacher.architecture}-{key}.safetensors"
+        summary["origin"] = "cache"
+        if not source.is_file():
+            summary["origin"] = "trained"
+            result = train_model(
+                teacher, task.x_train, task.y_train, task.x_val, task.y_val,
+                epochs=recipe.teacher.epochs, lr=recipe.teacher.lr, batch_size=recipe.teacher.batch_size,
+                seed=recipe.task.seed, label="teacher",
+            )  # fmt: skip
+            summary["best_epoch"], summary["best_val_accuracy"] = result.best_epoch, result.best_val_accuracy
+            save_checkpoint(teacher, source)
+    load_checkpoint(teacher, source)
+    teacher.eval()
+    target = run_dir / "teacher.safetensors"
+    if source.resolve() != target.resolve():
+        shutil.copyfile(source, target)
+    summary.update(checkpoint="teacher.safetensors", sha256=sha256_file(target),
+                   seconds=round(time.perf_counter() - t0, 3))  # fmt: skip
+    return teacher, summary
+
+
+def _distill(recipe: Recipe, task: TaskData, teacher: torch.nn.Module, run_dir: Path) -> dict[str, Any]:
+    d = recipe.distill
+    common = dict(epochs=d.epochs, lr=d.lr, batch_size=d.batch_size, seed=recipe.task.seed)
+    summary: dict[str, Any] = {"loss": "hinton-kd", "temperature": d.temperature, "alpha": d.alpha, **common}
+    torch.manual_seed(recipe.task.seed)
+    student = build_model(recipe.student.architecture, task.num_classes, key="student.architecture")
+    initial_state = {k: v.clone() for k, v in student.state_dict().items()}
+    kd = train_model(student, task.x_train, task.y_train, task.x_val, task.y_val, label="student (KD)",
+                     teacher=teacher, temperature=d.temperature, alpha=d.alpha, **common)  # fmt: skip
+    save_checkpoint(student, run_dir / "student.safetensors")
+    summary["kd"] = {"best_epoch": kd.best_epoch, "best_val_accuracy": kd.best_val_accuracy,
+                     "test_accuracy": m.accuracy(predict_logits(student, task.x_test), task.y_test)}  # fmt: skip
+    if d.train_scratch_baseline:
+        scratch = build_model(recipe.student.architecture, task.num_classes)
+        scratch.load_state_dict(initial_state)  # same init as the KD student, so only the loss differs
+        result = train_model(scratch, task.x_train, task.y_train, task.x_val, task.y_val,
+                             label="student (labels only)", **common)  # fmt: skip
+        summary["labels_only"] = {
+            "best_epoch": result.best_epoch,
+            "best_val_accuracy": result.best_val_accuracy,
+            "test_accuracy": m.accuracy(predict_logits(scratch, task.x_test), task.y_test),
+        }
+    return summary
+
+
+def _export(recipe: Recipe, task: TaskData, student: torch.nn.Module, run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "student.onnx"
+    export_onnx(student, task.x_test, task.input_name, path, recipe.export.opset)
+    onnx_logits = m.predict(get_runtime("onnxruntime").load(path, 1), task.x_test)
+    parity = check_parity(predict_logits(student, task.x_test), onnx_logits, recipe.export.parity_atol)
+    return {"path": "student.onnx", "opset": recipe.export.opset, "parity": parity.to_dict()}
+
+
+def _quantize(recipe: Recipe, task: TaskData, run_dir: Path) -> dict[str, Any]:
+    source = run_dir / "student.onnx"
+    calibration = task.calibration_samples(recipe.quantize.calibration_samples, recipe.task.seed)
+    summary: dict[str, Any] = {"variants": list(recipe.quantize.variants)}
+    if "int8-dynamic" in recipe.quantize.variants:
+        quantize_int8_dynamic(source, run_dir / "student.int8-dynamic.onnx")
+    if "int8-static" in recipe.quantize.variants:
+        quantize_int8_static(source, run_dir / "student.int8-static.onnx", task.input_name, calibration)
+        summary["calibration_samples"] = int(len(calibration))
+        summary["calibration_source"] = "train split, seeded draw"
+    return summary
+
+
+def _build_openvino(run_dir: Path) -> dict[str, Any]:
+    (run_dir / "openvino").mkdir(exist_ok=True)
+    build_ir(run_dir / "student.onnx", run_dir / "openvino" / "student.xml")
+    return {"openvino": "openvino/student.xml"}
+
+
+def _artifacts(recipe: Recipe) -> list[Artifact]:
+    items = [
+        Artifact("teacher", "teacher", "teacher.safetensors", "pytorch", "pytorch", "fp32",
+                 architecture=recipe.teacher.architecture),
+        Artifact("student", "student", "student.safetensors", "pytorch", "pytorch", "fp32",
+                 architecture=recipe.student.architecture),
+        Artifact("student-onnx-fp32", "student", "student.onnx", "onnx", "onnxruntime", "fp32", source="student"),
+    ]  # fmt: skip
+    for variant in recipe.quantize.variants:
+        kind = variant.removeprefix("int8-")
+        items.append(Artifact(f"student-onnx-{variant}", "student", f"student.{variant}.onnx", "onnx",
+                              "onnxruntime", "int8", quantization=kind, source="student-onnx-fp32"))  # fmt: skip
+    if recipe.build.openvino:
+        items.append(Artifact("student-openvino-fp32", "student", "openvino/student.xml", "openvino-ir",
+                              "openvino", "fp32", source="student-onnx-fp32"))  # fmt: skip
+    return items
+
+
+def _measure_all(
+    recipe: Recipe,
+    task: TaskData,
+    artifacts: list[Artifact],
+    skipped: dict[str, str],
+    run_dir: Path,
+    threads: int,
+    parity: dict[str, Any],
+) -> list[dict[str, Any]]:
+    policy = m.TimingPolicy(recipe.measure.warmup_runs, recipe.measure.min_runs, recipe.measure.min_seconds)
+    teacher_logits: np.ndarray | None = None
+    teacher_accuracy = None
+    rows = []
+    for artifact in artifacts:
+        row: dict[str, Any] = {"artifact": artifact.name, **artifact.to_dict(), "target": "host",
+                               "threads": threads, "batch_size": recipe.measure.throughput_batch_size}  # fmt: skip
+        del row["name"]
+        if artifact.name in skipped:
+            rows.append({**row, "status": "skipped", "reason": skipped[artifact.name]})
+            continue
+        try:
+            runner = load_runner(artifact, run_dir, threads, task.num_classes)
+            logits = m.predict(runner, task.x_test)
+            latency = m.measure_latency(runner, task.x_test, policy)
+            throughput = m.measure_throughput(runner, task.x_test, recipe.measure.throughput_batch_size, policy)
+        except EdgekdError as exc:
+            rows.append({**row, "status": "failed", "reason": str(exc)})
+            continue
+        except Exception as exc:  # a runtime failing on one artifact must not lose the other rows
+            rows.append({**row, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"})
+            continue
+        if artifact.role == "teacher":
+            teacher_logits, teacher_accuracy = logits, m.accuracy(logits, task.y_test)
+        acc = m.accuracy(logits, task.y_test)
+        row.update(
+            status="ok",
+            reason="",
+            size_bytes=artifact.size_bytes(run_dir),
+            params=_params(artifact, recipe, task),
+            accuracy=acc,
+            accuracy_drop=None if teacher_accuracy is None else round((teacher_accuracy - acc) * 100, 4),
+            teacher_agreement=None if teacher_logits is None else m.top1_agreement(logits, teacher_logits),
+            latency_ms=latency.to_dict(),
+            throughput_per_s=throughput,
+        )
+        if artifact.name == "student-onnx-fp32" and not parity["passed"]:
+            row.update(status="failed", reason=(f"parity: max |onnx - pytorch| {parity['max_abs_diff']:.3g} "
+                                                f"> atol {parity['atol']:.3g}"))  # fmt: skip
+        rows.append(row)
+    if teacher_accuracy is None:
+        raise StageError("measure: the teacher could not be measured, so no accuracy drop can be computed")
+    return rows
+
+
+def _params(artifact: Artifact, recipe: Recipe, task: TaskData) -> int:
+    """Parameters of the network the artifact was made from (quantization changes bytes, not count)."""
+    arch = recipe.teacher.architecture if artifact.role == "teacher" else recipe.student.architecture
+    return count_parameters(build_model(arch, task.num_classes))

@@ -1,0 +1,29 @@
+"""The one small interface every runtime implements: is it here, and load an artifact into a runner."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# A runner maps one input batch to the model's first output, both as numpy arrays.
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+    package: str  # the import name whose absence makes the runtime unavailable
+    extra: str  # pip extra that installs it: pip install "edgekd[<extra>]"
+    version: Callable[[], str]
+    load: Callable[[Path, int], Runner]  # (artifact path, threads) -> runner
+
+    def unavailable_reason(self) -> str | None:
+        """None when usable here, else a sentence that says how to fix it."""
+        try:
+            self.version()
+        except ImportError:
+            return f"{self.package} is not installed: pip install \"edgekd[{self.extra}]\""
+        return None

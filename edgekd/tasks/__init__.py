@@ -1,0 +1,28 @@
+"""Tasks: the data a run trains and judges on, plus the model's input spec. Looked up by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from edgekd.errors import RecipeError, did_you_mean
+from edgekd.recipe import TaskSection
+from edgekd.tasks.base import TaskData
+from edgekd.tasks.digits import load_digits_task
+
+TASKS: dict[str, Callable[[TaskSection], TaskData]] = {
+    "digits": load_digits_task,
+}
+
+
+def load_task(section: TaskSection) -> TaskData:
+    try:
+        loader = TASKS[section.name]
+    except KeyError:
+        hint = did_you_mean(section.name, TASKS)
+        raise RecipeError(
+            f"recipe key 'task.name': unknown task '{section.name}'{hint}; choose from {', '.join(TASKS)}"
+        ) from None
+    return loader(section)
+
+
+__all__ = ["TaskData", "load_task", "TASKS"]

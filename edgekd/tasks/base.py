@@ -1,0 +1,54 @@
+"""The in-memory form of a task: seeded splits and the input spec the exported model must accept."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.fileio import atomic_path
+
+
+@dataclass(frozen=True)
+class TaskData:
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    input_name: str  # the ONNX input name; the eval .npz stores the inputs under it
+    split: dict[str, Any]  # how the split was made (seed, sizes), recorded in the report
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def input_spec(self) -> dict[str, Any]:
+        return {
+            "name": self.input_name,
+            "shape": ["batch", *self.sample_shape],
+            "dtype": str(self.x_train.dtype),
+        }
+
+    def calibration_samples(self, count: int, seed: int) -> np.ndarray:
+        """A seeded draw of real training inputs for static quantization."""
+        rng = np.random.default_rng(seed)
+        count = min(count, len(self.x_train))
+        return self.x_train[rng.choice(len(self.x_train), size=count, replace=False)]
+
+
+def save_eval_split(path: Path, inputs: np.ndarray, labels: np.ndarray, input_name: str) -> None:
+    """Write a split as .npz: inputs under the model's input name and `labels`, atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **{input_name: inputs, "labels": labels})
+
+
+def load_eval_split(path: Path, input_name: str) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return data[input_name], data["labels"]
