@@ -70,7 +70,8 @@ def distill_and_export(
     )
     stages["distill"] = _timed(run_dir, "distill", distill_key, ["student.safetensors"],
                                lambda: _distill(recipe, task, teacher, run_dir))  # fmt: skip
-    student = load_checkpoint(build_model(recipe.student.architecture, task.num_classes), run_dir / "student.safetensors")
+    student = build_model(recipe.student.architecture, task.num_classes)
+    load_checkpoint(student, run_dir / "student.safetensors")
 
     export_key = stage_key({"export": recipe.export}, distill_key)
     stages["export"] = _timed(run_dir, "export", export_key, ["student.onnx"],

@@ -37,11 +37,13 @@ app.command("gate")(gate_cmd.gate)
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; an EdgekdError becomes one line on stderr and its exit code."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # returns typer.Exit's code in this mode
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except EdgekdError as exc:
         if _state["debug"]:
             raise
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted: finished stages are kept; run the same command again to resume")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from edgekd.errors import EdgekdError
 import torch
 
+from edgekd.errors import EdgekdError
 from edgekd.runtimes import onnxruntime_runtime, openvino_runtime
 from edgekd.runtimes.base import Runner, Runtime
 

@@ -1,0 +1,54 @@
+"""Shared fixtures: a reduced digits run made once per session, and the CLI called as a user calls it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# A reduced recipe: few epochs and short timing, so the end-to-end run takes seconds, not minutes.
+QUICK_OVERRIDES = [
+    "teacher.epochs=4",
+    "distill.epochs=4",
+    "measure.warmup_runs=2",
+    "measure.min_runs=5",
+    "measure.min_seconds=0.02",
+    "measure.throughput_batch_size=16",
+    "quantize.calibration_samples=64",
+]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the teacher cache of the tests away from the user's ~/.cache/edgekd."""
+    os.environ["EDGEKD_CACHE_DIR"] = str(tmp_path_factory.mktemp("edgekd-cache"))
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run `edgekd ARGS` in-process through the real entry point; return (exit code, stdout, stderr)."""
+    from edgekd.cli import main
+
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One reduced end-to-end run through the CLI; returns its run directory."""
+    from edgekd.cli import main
+
+    output_dir = tmp_path_factory.mktemp("export")
+    args = ["distill-and-export", "--output-dir", str(output_dir), "--run-name", "quick"]
+    for override in QUICK_OVERRIDES:
+        args += ["--set", override]
+    try:
+        main(args)
+    except SystemExit as exc:
+        assert exc.code in (0, None), f"distill-and-export exited {exc.code}"
+    return output_dir / "quick"

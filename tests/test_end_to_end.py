@@ -1,0 +1,81 @@
+"""One reduced `edgekd distill-and-export` through the CLI, checked from the run directory alone."""
+
+import json
+import tomllib
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from edgekd.report import load_report, validate_report
+from edgekd.tasks.base import load_eval_split
+from tests.conftest import QUICK_OVERRIDES, run_cli
+
+EXPECTED_ROWS = {
+    "teacher", "student", "student-onnx-fp32", "student-onnx-int8-dynamic", "student-onnx-int8-static",
+    "student-openvino-fp32",
+}  # fmt: skip
+
+
+def test_run_directory_holds_what_later_stages_need(quick_run):
+    for name in ("recipe.toml", "teacher.safetensors", "student.safetensors", "student.onnx",
+                 "student.int8-dynamic.onnx", "student.int8-static.onnx", "data/test.npz",
+                 "report.json", "report.md"):  # fmt: skip
+        assert (quick_run / name).is_file(), name
+    recipe = tomllib.loads((quick_run / "recipe.toml").read_text())
+    assert recipe["distill"]["epochs"] == 4  # the override, resolved into the recipe on disk
+    assert not list(quick_run.rglob("*.tmp*")), "no temporary files left behind"
+
+
+def test_report_has_every_row_ok_and_validates(quick_run):
+    report = load_report(quick_run / "report.json")
+    rows = {row["artifact"]: row for row in report["rows"]}
+    assert EXPECTED_ROWS <= set(rows)
+    for name in EXPECTED_ROWS:
+        assert rows[name]["status"] == "ok", (name, rows[name]["reason"])
+    teacher = rows["teacher"]
+    assert report["teacher"]["accuracy"] == teacher["accuracy"]
+    assert report["student"]["params"] * 10 <= report["teacher"]["params"]
+    for row in rows.values():
+        lat = row["latency_ms"]
+        assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
+        expected_drop = (teacher["accuracy"] - row["accuracy"]) * 100
+        assert row["accuracy_drop"] == pytest.approx(expected_drop, abs=1e-3)
+    assert report["stages"]["quantize"]["calibration_samples"] == 64
+    assert report["stages"]["export"]["parity"]["passed"]
+
+
+def test_onnx_rows_recompute_exactly_from_the_run_directory(quick_run):
+    report = json.loads((quick_run / "report.json").read_text())
+    inputs, labels = load_eval_split(quick_run / report["task"]["test_split"], report["task"]["input"]["name"])
+    onnx_rows = [row for row in report["rows"] if row["format"] == "onnx"]
+    assert len(onnx_rows) == 3
+    for row in onnx_rows:
+        path = quick_run / row["path"]
+        assert path.stat().st_size == row["size_bytes"]
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        logits = np.concatenate([session.run(None, {"pixels": inputs[i : i + 50]})[0]
+                                 for i in range(0, len(inputs), 50)])  # fmt: skip
+        assert float((logits.argmax(1) == labels).mean()) == row["accuracy"], row["artifact"]
+
+
+def test_rerun_resumes_finished_stages(quick_run, capsys):
+    args = ["distill-and-export", "--output-dir", str(quick_run.parent), "--run-name", "quick", "--json"]
+    for override in QUICK_OVERRIDES:
+        args += ["--set", override]
+    code, out, _ = run_cli(args, capsys)
+    assert code == 0
+    report = json.loads(out)
+    validate_report(report, "stdout")
+    for stage in ("distill", "export", "quantize"):
+        assert report["stages"][stage]["reused"] is True, stage
+
+
+def test_bad_recipe_on_cli_is_one_line_and_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[distill]\nepochz = 3\n")
+    code, _, err = run_cli(["distill-and-export", str(bad), "--output-dir", str(tmp_path)], capsys)
+    assert code == 2
+    assert "did you mean 'epochs'" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "digits").exists()

@@ -1,0 +1,56 @@
+"""`edgekd gate` exit codes: 0 within budget, 1 over budget (naming row, budget, value), 2 bad report."""
+
+import json
+
+from tests.conftest import run_cli
+
+
+def test_gate_passes_within_budget(quick_run, capsys):
+    code, out, _ = run_cli(["gate", str(quick_run / "report.json"), "--max-accuracy-drop", "100",
+                            "--max-p95-ms", "10000"], capsys)  # fmt: skip
+    assert code == 0, out
+    assert "PASS" in out
+
+
+def test_gate_fails_and_names_row_budget_and_value(quick_run, capsys):
+    code, out, _ = run_cli(["gate", str(quick_run), "--min-accuracy", "100.01", "--json"], capsys)
+    assert code == 1
+    verdict = json.loads(out)
+    assert verdict["verdict"] == "fail"
+    failing = [c for c in verdict["checks"] if c["verdict"] == "fail"]
+    assert {c["budget"] for c in failing} == {"min_accuracy"}
+    assert any(c["artifact"] == "student-onnx-int8-static" for c in failing)
+    assert all(c["measured"] is not None and c["measured"] < 100.01 for c in failing)
+
+
+def test_gate_on_selected_rows_with_budget_file(quick_run, tmp_path, capsys):
+    budgets = tmp_path / "budgets.toml"
+    budgets.write_text("[budgets]\nmax_size_mb = 0.000001\n")
+    code, out, _ = run_cli(["gate", str(quick_run), "--budgets", str(budgets), "-a", "student-onnx-*",
+                            "--json"], capsys)  # fmt: skip
+    assert code == 1
+    checked = {c["artifact"] for c in json.loads(out)["checks"]}
+    assert checked == {"student-onnx-fp32", "student-onnx-int8-dynamic", "student-onnx-int8-static"}
+
+
+def test_gate_missing_report_exits_2(tmp_path, capsys):
+    code, _, err = run_cli(["gate", str(tmp_path / "nope.json"), "--max-accuracy-drop", "1"], capsys)
+    assert code == 2
+    assert "does not exist" in err
+
+
+def test_gate_malformed_report_exits_2(tmp_path, capsys):
+    broken = tmp_path / "report.json"
+    broken.write_text("{not json")
+    code, _, err = run_cli(["gate", str(broken), "--max-accuracy-drop", "1"], capsys)
+    assert code == 2 and "not valid JSON" in err
+    broken.write_text(json.dumps({"schema_version": "1.0", "rows": []}))
+    code, _, err = run_cli(["gate", str(broken), "--max-accuracy-drop", "1"], capsys)
+    assert code == 2 and "schema" in err
+
+
+def test_gate_unknown_budget_in_file_suggests(quick_run, tmp_path, capsys):
+    budgets = tmp_path / "b.toml"
+    budgets.write_text("max_p95_msec = 3\n")
+    code, _, err = run_cli(["gate", str(quick_run), "--budgets", str(budgets)], capsys)
+    assert code == 2 and "did you mean 'max_p95_ms'" in err

@@ -1,0 +1,60 @@
+"""Recipe validation: typos and wrong types fail with the key path and a suggestion."""
+
+import pytest
+
+from edgekd.errors import RecipeError
+from edgekd.recipe import Recipe, load_recipe
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "r.toml"
+    path.write_text(text)
+    return path
+
+
+def test_builtin_default_loads():
+    recipe = load_recipe()
+    assert recipe == Recipe()  # the shipped TOML states the dataclass defaults
+    assert recipe.task.name == "digits"
+
+
+def test_unknown_key_names_path_and_suggests(tmp_path):
+    with pytest.raises(RecipeError, match=r"unknown recipe key 'distill\.epochz' \(did you mean 'epochs'\?\)"):
+        load_recipe(_write(tmp_path, "[distill]\nepochz = 3\n"))
+
+
+def test_unknown_section_suggests(tmp_path):
+    with pytest.raises(RecipeError, match=r"'distil'.*did you mean 'distill'"):
+        load_recipe(_write(tmp_path, "[distil]\nepochs = 3\n"))
+
+
+def test_wrong_type_names_key(tmp_path):
+    with pytest.raises(RecipeError, match=r"'teacher\.epochs' must be an? integer"):
+        load_recipe(_write(tmp_path, '[teacher]\nepochs = "many"\n'))
+
+
+def test_bad_value_is_rejected(tmp_path):
+    with pytest.raises(RecipeError, match=r"distill\.alpha"):
+        load_recipe(_write(tmp_path, "[distill]\nalpha = 1.5\n"))
+
+
+def test_unknown_quantize_variant_suggests(tmp_path):
+    with pytest.raises(RecipeError, match=r"did you mean 'int8-static'"):
+        load_recipe(_write(tmp_path, '[quantize]\nvariants = ["int8-statik"]\n'))
+
+
+def test_overrides_apply_and_are_validated():
+    recipe = load_recipe(None, ["distill.epochs=5", "distill.temperature=2"])
+    assert recipe.distill.epochs == 5 and recipe.distill.temperature == 2.0
+    with pytest.raises(RecipeError, match="did you mean 'temperature'"):
+        load_recipe(None, ["distill.temprature=2"])
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(RecipeError, match="does not exist"):
+        load_recipe(tmp_path / "nope.toml")
+
+
+def test_recipe_round_trips_through_toml(tmp_path):
+    recipe = load_recipe(None, ["distill.epochs=7"])
+    assert load_recipe(_write(tmp_path, recipe.to_toml())) == recipe
