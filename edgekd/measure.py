@@ -90,7 +90,7 @@ def measure_throughput(runner: Runner, inputs: np.ndarray, batch_size: int, poli
     return batch_size / (sum(samples_ms) / len(samples_ms) / 1e3)
 
 
-def predict(runner: Runner, inputs: np.ndarray, batch_size: int = 128) -> np.ndarray:
+def predict(runner: Runner, inputs: np.ndarray, batch_size: int) -> np.ndarray:
     return np.concatenate([runner(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)])
 
 

@@ -163,7 +163,7 @@ def _distill(recipe: Recipe, task: TaskData, teacher: torch.nn.Module, run_dir: 
 def _export(recipe: Recipe, task: TaskData, student: torch.nn.Module, run_dir: Path) -> dict[str, Any]:
     path = run_dir / "student.onnx"
     export_onnx(student, task.x_test, task.input_name, path, recipe.export.opset)
-    onnx_logits = m.predict(get_runtime("onnxruntime").load(path, 1), task.x_test)
+    onnx_logits = m.predict(get_runtime("onnxruntime").load(path, 1), task.x_test, batch_size=256)
     parity = check_parity(predict_logits(student, task.x_test), onnx_logits, recipe.export.parity_atol)
     return {"path": "student.onnx", "opset": recipe.export.opset, "parity": parity.to_dict()}
 
@@ -227,7 +227,7 @@ def _measure_all(
             continue
         try:
             runner = load_runner(artifact, run_dir, threads, task.num_classes)
-            logits = m.predict(runner, task.x_test)
+            logits = m.predict(runner, task.x_test, recipe.measure.eval_batch_size)
             latency = m.measure_latency(runner, task.x_test, policy)
             throughput = m.measure_throughput(runner, task.x_test, recipe.measure.throughput_batch_size, policy)
         except EdgekdError as exc:

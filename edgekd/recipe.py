@@ -71,6 +71,9 @@ class MeasureSection:
     min_runs: int = 100
     min_seconds: float = 1.0
     throughput_batch_size: int = 64
+    # Accuracy is computed at this batch size. INT8-dynamic scales depend on the batch's contents, so
+    # the figure is only reproducible at the batch size it was computed with; 1 matches deployment.
+    eval_batch_size: int = 1
     threads: int = 0  # 0 = one per CPU core
 
 
@@ -114,6 +117,7 @@ def _check_recipe_values(recipe: Recipe) -> None:
         (0 <= recipe.distill.alpha <= 1, "distill.alpha", "must be between 0 and 1"),
         (recipe.measure.min_runs >= 1, "measure.min_runs", "must be >= 1"),
         (recipe.measure.throughput_batch_size >= 1, "measure.throughput_batch_size", "must be >= 1"),
+        (recipe.measure.eval_batch_size >= 1, "measure.eval_batch_size", "must be >= 1"),
         (recipe.measure.threads >= 0, "measure.threads", "must be >= 0 (0 = one per core)"),
         (recipe.quantize.calibration_samples >= 1, "quantize.calibration_samples", "must be >= 1"),
     ]

@@ -46,7 +46,7 @@ def build_report(
             "git_sha": git_sha(),
         },
         "task": {"name": task.name, "input": task.input_spec(), "split": task.split,
-                 "test_split": "data/test.npz"},  # fmt: skip
+                 "test_split": "data/test.npz", "eval_batch_size": recipe.measure.eval_batch_size},  # fmt: skip
         "teacher": {"architecture": recipe.teacher.architecture, "params": teacher.get("params", 0),
                     "accuracy": teacher.get("accuracy", 0.0), "origin": stages["teacher"]["origin"]},  # fmt: skip
         "student": {

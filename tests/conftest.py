@@ -15,6 +15,7 @@ QUICK_OVERRIDES = [
     "measure.min_runs=5",
     "measure.min_seconds=0.02",
     "measure.throughput_batch_size=16",
+    "measure.eval_batch_size=7",  # not 1, so the test proves the batch size is honoured
     "quantize.calibration_samples=64",
 ]
 

@@ -54,8 +54,9 @@ def test_onnx_rows_recompute_exactly_from_the_run_directory(quick_run):
         path = quick_run / row["path"]
         assert path.stat().st_size == row["size_bytes"]
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        logits = np.concatenate([session.run(None, {"pixels": inputs[i : i + 50]})[0]
-                                 for i in range(0, len(inputs), 50)])  # fmt: skip
+        step = report["task"]["eval_batch_size"]
+        logits = np.concatenate([session.run(None, {"pixels": inputs[i : i + step]})[0]
+                                 for i in range(0, len(inputs), step)])  # fmt: skip
         assert float((logits.argmax(1) == labels).mean()) == row["accuracy"], row["artifact"]
 
 

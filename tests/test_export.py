@@ -21,7 +21,7 @@ def test_export_has_dynamic_batch_and_matches_pytorch(tmp_path):
     assert graph_input.name == "pixels"
     assert graph_input.type.tensor_type.shape.dim[0].dim_param  # symbolic, not a fixed size
 
-    onnx_logits = predict(get_runtime("onnxruntime").load(path, 1), inputs)
+    onnx_logits = predict(get_runtime("onnxruntime").load(path, 1), inputs, batch_size=16)
     with torch.no_grad():
         torch_logits = model(torch.from_numpy(inputs)).numpy()
     parity = check_parity(torch_logits, onnx_logits, atol=1e-4)
