@@ -19,6 +19,7 @@ class Artifact:
     format: str  # "pytorch" (safetensors), "onnx", "openvino-ir"
     runtime: str  # "pytorch", "onnxruntime", "openvino"
     precision: str  # "fp32", "int8"
+    params: int  # parameters of the network it was made from (quantization changes bytes, not count)
     quantization: str | None = None  # None, "dynamic", "static"
     architecture: str | None = None  # for pytorch artifacts: the zoo name to rebuild the module
     source: str | None = None  # the artifact this one was derived from

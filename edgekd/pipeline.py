@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 from edgekd import measure as m
-from edgekd.artifacts import Artifact, load_runner
+from edgekd.artifacts import Artifact
 from edgekd.distill import predict_logits, train_model
-from edgekd.errors import EdgekdError, StageError
 from edgekd.export import check_parity, export_onnx
 from edgekd.fileio import sha256_file, sha256_json, write_text_atomic
+from edgekd.measure_rows import MeasureSettings, measure_rows
 from edgekd.models import build_model, count_parameters, load_checkpoint, save_checkpoint
 from edgekd.progress import step
 from edgekd.quantize import quantize_int8_dynamic, quantize_int8_static
@@ -82,7 +82,7 @@ def distill_and_export(
     stages["quantize"] = _timed(run_dir, "quantize", quantize_key, quantized,
                                 lambda: _quantize(recipe, task, run_dir))  # fmt: skip
 
-    artifacts = _artifacts(recipe)
+    artifacts = _artifacts(recipe, task)
     openvino_reason = get_runtime("openvino").unavailable_reason()
     if recipe.build.openvino and openvino_reason is None:
         stages["build"] = _timed(run_dir, "build", stage_key({"build": recipe.build}, export_key),
@@ -90,7 +90,14 @@ def distill_and_export(
     skipped = {"student-openvino-fp32": openvino_reason} if recipe.build.openvino and openvino_reason else {}
 
     step("measure")
-    rows = _measure_all(recipe, task, artifacts, skipped, run_dir, threads, stages["export"]["parity"])
+    settings = MeasureSettings(
+        policy=m.TimingPolicy(recipe.measure.warmup_runs, recipe.measure.min_runs, recipe.measure.min_seconds),
+        throughput_batch_size=recipe.measure.throughput_batch_size,
+        eval_batch_size=recipe.measure.eval_batch_size,
+        threads=threads,
+    )
+    rows = measure_rows(artifacts, run_dir, task.x_test, task.y_test, settings, task.num_classes, skipped)
+    _mark_parity_failure(rows, stages["export"]["parity"])
     stages["total_seconds"] = round(time.perf_counter() - started, 3)
     report = build_report(recipe, task, stages, rows, threads)
     write_report(report, run_dir)
@@ -187,79 +194,34 @@ def _build_openvino(run_dir: Path) -> dict[str, Any]:
     return {"openvino": "openvino/student.xml"}
 
 
-def _artifacts(recipe: Recipe) -> list[Artifact]:
+def _artifacts(recipe: Recipe, task: TaskData) -> list[Artifact]:
+    """Every artifact of the run, teacher first (it is the reference the others are compared with)."""
+    teacher_params = count_parameters(build_model(recipe.teacher.architecture, task.num_classes))
+    student_params = count_parameters(build_model(recipe.student.architecture, task.num_classes))
     items = [
-        Artifact("teacher", "teacher", "teacher.safetensors", "pytorch", "pytorch", "fp32",
+        Artifact("teacher", "teacher", "teacher.safetensors", "pytorch", "pytorch", "fp32", teacher_params,
                  architecture=recipe.teacher.architecture),
-        Artifact("student", "student", "student.safetensors", "pytorch", "pytorch", "fp32",
+        Artifact("student", "student", "student.safetensors", "pytorch", "pytorch", "fp32", student_params,
                  architecture=recipe.student.architecture),
-        Artifact("student-onnx-fp32", "student", "student.onnx", "onnx", "onnxruntime", "fp32", source="student"),
+        Artifact("student-onnx-fp32", "student", "student.onnx", "onnx", "onnxruntime", "fp32", student_params,
+                 source="student"),
     ]  # fmt: skip
     for variant in recipe.quantize.variants:
         kind = variant.removeprefix("int8-")
         items.append(Artifact(f"student-onnx-{variant}", "student", f"student.{variant}.onnx", "onnx",
-                              "onnxruntime", "int8", quantization=kind, source="student-onnx-fp32"))  # fmt: skip
+                              "onnxruntime", "int8", student_params, quantization=kind,
+                              source="student-onnx-fp32"))  # fmt: skip
     if recipe.build.openvino:
         items.append(Artifact("student-openvino-fp32", "student", "openvino/student.xml", "openvino-ir",
-                              "openvino", "fp32", source="student-onnx-fp32"))  # fmt: skip
+                              "openvino", "fp32", student_params, source="student-onnx-fp32"))  # fmt: skip
     return items
 
 
-def _measure_all(
-    recipe: Recipe,
-    task: TaskData,
-    artifacts: list[Artifact],
-    skipped: dict[str, str],
-    run_dir: Path,
-    threads: int,
-    parity: dict[str, Any],
-) -> list[dict[str, Any]]:
-    policy = m.TimingPolicy(recipe.measure.warmup_runs, recipe.measure.min_runs, recipe.measure.min_seconds)
-    teacher_logits: np.ndarray | None = None
-    teacher_accuracy = None
-    rows = []
-    for artifact in artifacts:
-        row: dict[str, Any] = {"artifact": artifact.name, **artifact.to_dict(), "target": "host",
-                               "threads": threads, "batch_size": recipe.measure.throughput_batch_size}  # fmt: skip
-        del row["name"]
-        if artifact.name in skipped:
-            rows.append({**row, "status": "skipped", "reason": skipped[artifact.name]})
-            continue
-        try:
-            runner = load_runner(artifact, run_dir, threads, task.num_classes)
-            logits = m.predict(runner, task.x_test, recipe.measure.eval_batch_size)
-            latency = m.measure_latency(runner, task.x_test, policy)
-            throughput = m.measure_throughput(runner, task.x_test, recipe.measure.throughput_batch_size, policy)
-        except EdgekdError as exc:
-            rows.append({**row, "status": "failed", "reason": str(exc)})
-            continue
-        except Exception as exc:  # a runtime failing on one artifact must not lose the other rows
-            rows.append({**row, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"})
-            continue
-        if artifact.role == "teacher":
-            teacher_logits, teacher_accuracy = logits, m.accuracy(logits, task.y_test)
-        acc = m.accuracy(logits, task.y_test)
-        row.update(
-            status="ok",
-            reason="",
-            size_bytes=artifact.size_bytes(run_dir),
-            params=_params(artifact, recipe, task),
-            accuracy=acc,
-            accuracy_drop=None if teacher_accuracy is None else round((teacher_accuracy - acc) * 100, 4),
-            teacher_agreement=None if teacher_logits is None else m.top1_agreement(logits, teacher_logits),
-            latency_ms=latency.to_dict(),
-            throughput_per_s=throughput,
-        )
-        if artifact.name == "student-onnx-fp32" and not parity["passed"]:
+def _mark_parity_failure(rows: list[dict[str, Any]], parity: dict[str, Any]) -> None:
+    """A failed parity check is reported on the ONNX row, never hidden."""
+    if parity["passed"]:
+        return
+    for row in rows:
+        if row["artifact"] == "student-onnx-fp32" and row["status"] == "ok":
             row.update(status="failed", reason=(f"parity: max |onnx - pytorch| {parity['max_abs_diff']:.3g} "
                                                 f"> atol {parity['atol']:.3g}"))  # fmt: skip
-        rows.append(row)
-    if teacher_accuracy is None:
-        raise StageError("measure: the teacher could not be measured, so no accuracy drop can be computed")
-    return rows
-
-
-def _params(artifact: Artifact, recipe: Recipe, task: TaskData) -> int:
-    """Parameters of the network the artifact was made from (quantization changes bytes, not count)."""
-    arch = recipe.teacher.architecture if artifact.role == "teacher" else recipe.student.architecture
-    return count_parameters(build_model(arch, task.num_classes))
