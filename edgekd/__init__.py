@@ -13,10 +13,9 @@ def distill_and_export(recipe=None, *, overrides=(), output_dir="export", run_na
     from pathlib import Path
 
     from edgekd.pipeline import distill_and_export as run
-    from edgekd.recipe import Recipe, load_recipe
+    from edgekd.recipe import Recipe, apply_overrides, load_recipe
 
-    if not isinstance(recipe, Recipe):
-        recipe = load_recipe(recipe, overrides)
+    recipe = apply_overrides(recipe, overrides) if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
     return run(recipe, Path(output_dir), run_name=run_name, fresh=fresh)
 
 

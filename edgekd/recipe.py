@@ -221,6 +221,14 @@ def parse_override(text: str) -> dict[str, Any]:
     return nested
 
 
+def apply_overrides(recipe: Recipe, overrides: typing.Sequence[str]) -> Recipe:
+    """A copy of `recipe` with `section.key=value` overrides applied and validated."""
+    data = recipe.to_dict()
+    for override in overrides:
+        data = _merge(data, parse_override(override))
+    return recipe_from_dict(data)
+
+
 BUILTIN_RECIPES = ("digits",)
 
 

@@ -58,3 +58,12 @@ def test_missing_file_is_a_clear_error(tmp_path):
 def test_recipe_round_trips_through_toml(tmp_path):
     recipe = load_recipe(None, ["distill.epochs=7"])
     assert load_recipe(_write(tmp_path, recipe.to_toml())) == recipe
+
+
+def test_overrides_on_a_recipe_object():
+    from edgekd.recipe import apply_overrides
+
+    recipe = apply_overrides(Recipe(), ["quantize.calibration_samples=10"])
+    assert recipe.quantize.calibration_samples == 10
+    with pytest.raises(RecipeError, match="calibration_samples"):
+        apply_overrides(Recipe(), ["quantize.calibration_samples=0"])

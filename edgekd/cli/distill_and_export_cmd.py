@@ -34,6 +34,6 @@ def distill_and_export(
     if as_json:
         typer.echo(json.dumps(result.report, indent=2))
         return
-    console = Console()
+    console = Console() if Console().is_terminal else Console(width=200)  # logs: keep the table unwrapped
     console.print(render_table(result.report))
     console.print(f"report: {result.run_dir / 'report.json'} and {result.run_dir / 'report.md'}")
