@@ -80,3 +80,9 @@ def test_bad_recipe_on_cli_is_one_line_and_exit_2(tmp_path, capsys):
     assert "did you mean 'epochs'" in err
     assert "Traceback" not in err
     assert not (tmp_path / "digits").exists()
+
+
+def test_int8_static_within_two_points_of_fp32_student(quick_run):
+    rows = {row["artifact"]: row for row in load_report(quick_run)["rows"]}
+    gap_points = abs(rows["student-onnx-fp32"]["accuracy"] - rows["student-onnx-int8-static"]["accuracy"]) * 100
+    assert gap_points <= 2.0
