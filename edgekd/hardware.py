@@ -187,8 +187,9 @@ def runtime_reason(name: str) -> str | None:
     return get_runtime(name).unavailable_reason()
 
 
-def measurable_reason(profile: Profile) -> str | None:
-    """None when this machine can measure `profile` for real, else the reason (a sentence)."""
+def device_mismatch_reason(profile: Profile) -> str | None:
+    """None when this machine is the kind of device `profile` describes (class, board, instruction set),
+    else why not. Runtimes are not considered: a Jetson without TensorRT is still a Jetson."""
     facts = host_facts()
     if profile.device_class == "mobile":
         return "a phone is not at hand; the ORT-format model is measured on this host as a labelled proxy"
@@ -201,6 +202,14 @@ def measurable_reason(profile: Profile) -> str | None:
     missing = [flag for flag in profile.isa_required if flag not in isa_flags()]
     if missing:
         return f"this CPU lacks {', '.join(missing)}"
+    return None
+
+
+def measurable_reason(profile: Profile) -> str | None:
+    """None when this machine can measure `profile` for real (right device, every runtime usable)."""
+    reason = device_mismatch_reason(profile)
+    if reason:
+        return reason
     for runtime in profile.runtimes:
         reason = runtime_reason(runtime)
         if reason:

@@ -23,7 +23,7 @@ from edgekd.artifacts import Artifact
 from edgekd.bundle import BundleError, extract_bundle, load_eval_samples, verify_bundle
 from edgekd.errors import EdgekdError, ReportError
 from edgekd.fileio import write_json_atomic
-from edgekd.hardware import Profile, runtime_reason
+from edgekd.hardware import Profile, device_mismatch_reason, runtime_reason
 from edgekd.hostinfo import host_facts
 from edgekd.measure_rows import MeasureSettings, measure_rows
 from edgekd.report import SCHEMA_VERSION, load_report, validate_report, write_report
@@ -112,6 +112,10 @@ def profile_bundle(
     bundle: Path, profile: Profile, output_dir: Path | None = None, threads: int | None = None
 ) -> ProfileResult:
     """Verify `bundle`, build this profile's engines, measure every artifact, write report.json/.md."""
+    mismatch = device_mismatch_reason(profile)
+    if mismatch and profile.device_class != "mobile":  # mobile rows are labelled host proxies
+        raise EdgekdError(f"profile '{profile.name}' describes another device: {mismatch}. Run `edgekd profile` "
+                          "on that device, or pass -p host to measure this machine")  # fmt: skip
     bundle = Path(bundle)
     out_dir = Path(output_dir) if output_dir else bundle.resolve().parent / f"profile-{profile.name}"
     out_dir.mkdir(parents=True, exist_ok=True)

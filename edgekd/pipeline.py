@@ -253,8 +253,8 @@ def _host_specs(recipe: Recipe, run_dir: Path, profiles: list[Profile]) -> list[
     for profile in profiles:
         if profile.device_class in ("host", "mobile"):
             for spec in engines_build.specs_for(profile, sources):
-                if spec.format == "onnx" or spec.built_on_device or (spec.runtime == "openvino"
-                                                                       and not recipe.build.openvino):
+                device_only = spec.built_on_device and profile.device_class != "host"  # a GPU host builds its own
+                if spec.format == "onnx" or device_only or (spec.runtime == "openvino" and not recipe.build.openvino):
                     continue
                 specs.setdefault(spec.artifact, spec)
     return list(specs.values())
@@ -275,7 +275,9 @@ def _build_stage(
         (run_dir / engines_build.MOBILE_CONFIG).unlink(missing_ok=True)
         for spec in to_build:
             owner = host if spec.runtime == "openvino" else next(p for p in profiles if spec.runtime in p.runtimes)
-            engines_build.build_engine(spec, run_dir, run_dir, owner)
+            engines_build.build_engine(spec, run_dir, run_dir, owner, input_name=task.input_name,
+                                       sample_shape=task.sample_shape, max_batch=max(
+                                           recipe.measure.throughput_batch_size, recipe.measure.eval_batch_size))
         return {"engines": {s.artifact: s.path for s in to_build},
                 "openvino_inference_precision": host.openvino.inference_precision,
                 "profiles": [p.name for p in profiles]}  # fmt: skip

@@ -173,3 +173,15 @@ def test_merge_into_another_runs_report_is_refused(targets_run, tmp_path, capsys
             "--merge-into", str(other / "report.json")]  # fmt: skip
     code, _, err = run_cli(args, capsys)
     assert code == 2 and "another run" in err
+
+
+def test_profiling_as_another_device_is_refused(targets_run, tmp_path, capsys):
+    """Measuring this machine under a Jetson's name would put false numbers in the report."""
+    from edgekd.hardware import device_mismatch_reason, load_profile
+
+    if device_mismatch_reason(load_profile("jetson-orin-nano-8gb")) is None:
+        pytest.skip("this machine is a Jetson")
+    args = ["profile", str(targets_run / "bundle"), "-p", "jetson-orin-nano-8gb", "-o", str(tmp_path / "o")]
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and "describes another device" in err and "not a Jetson" in err
+    assert not (tmp_path / "o" / "report.json").exists()
