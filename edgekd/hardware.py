@@ -144,30 +144,33 @@ def parse_profile(text: str, origin: str) -> Profile:
     try:
         data: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise RecipeError(f"profile {origin} is not valid TOML: {exc}") from None
+        raise RecipeError(f"profile '{origin}' is not valid TOML: {exc}") from None
     try:
         profile = build_typed(Profile, data)
     except RecipeError as exc:
-        raise RecipeError(f"profile {origin}: {str(exc).replace('recipe key', 'profile key')}") from None
+        raise RecipeError(f"profile '{origin}': {str(exc).replace('recipe key', 'profile key')}") from None
     except TypeError as exc:  # a required key (name, device_class) is missing
-        raise RecipeError(f"profile {origin}: {exc}; every profile needs 'name' and 'device_class'") from None
+        raise RecipeError(f"profile '{origin}': {exc}; every profile needs 'name' and 'device_class'") from None
     return replace(profile, source=origin)
 
 
-def load_profile(name_or_path: str | Path) -> Profile:
-    """A shipped profile by name, or a user's profile file by path. `host` gets its detected runtimes."""
+def profile_text(name_or_path: str | Path) -> tuple[str, str]:
+    """(TOML text, where it came from) of a shipped profile by name or a user's profile file by path."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise RecipeError(f"profile file '{path}' does not exist")
-        profile = parse_profile(path.read_text(encoding="utf-8"), f"'{path}'")
-    else:
-        texts = _shipped_texts()
-        if str(name_or_path) not in texts:
-            raise RecipeError(f"no profile '{name_or_path}'{did_you_mean(str(name_or_path), texts)}; "
-                              f"known: {', '.join(texts)} (or pass a .toml path)")  # fmt: skip
-        text, origin = texts[str(name_or_path)]
-        profile = parse_profile(text, f"'{origin}'")
+        return path.read_text(encoding="utf-8"), str(path)
+    texts = _shipped_texts()
+    if str(name_or_path) not in texts:
+        raise RecipeError(f"no profile '{name_or_path}'{did_you_mean(str(name_or_path), texts)}; "
+                          f"known: {', '.join(texts)} (or pass a .toml path)")  # fmt: skip
+    return texts[str(name_or_path)]
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    """A shipped profile by name, or a user's profile file by path. `host` gets its detected runtimes."""
+    profile = parse_profile(*profile_text(name_or_path))
     return resolve_host(profile) if profile.device_class == "host" else profile
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from edgekd.hardware import load_profile, measurable_reason, shipped_profile_names
+from edgekd.hardware import load_profile, measurable_reason, profile_text, shipped_profile_names
 from edgekd.hostinfo import host_facts
 
 app = typer.Typer(help="Hardware profiles: list them, show one.", no_args_is_help=True)
@@ -50,9 +49,8 @@ def show(
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
-    source = Path(profile.source.strip("'"))
-    text = source.read_text(encoding="utf-8") if source.is_file() else json.dumps(asdict(profile), indent=2)
-    console = Console()
+    text, _ = profile_text(name)
+    console = Console(soft_wrap=True)
     console.print(f"# {profile.source}", highlight=False)
     console.print(text, highlight=False, markup=False)
     if profile.device_class == "host":
