@@ -30,6 +30,7 @@ from edgekd import __version__
 from edgekd.errors import EdgekdError
 from edgekd.fileio import atomic_path, sha256_file, write_json_atomic
 from edgekd.measure_rows import TeacherReference
+from edgekd.tasks.base import save_eval_split
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA_VERSION = "1.0"
@@ -62,8 +63,7 @@ def write_bundle(bundle_dir: Path, files: dict[str, Path], eval_samples: tuple[n
         (staging / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, staging / rel)
     write_eval_samples(staging / EVAL_SAMPLES, *eval_samples, input_name)
-    write_eval_samples(staging / CALIBRATION_SAMPLES, calibration, np.zeros(len(calibration), np.int64),
-                       np.zeros((len(calibration), 0), np.float32), input_name)  # fmt: skip
+    save_eval_split(staging / CALIBRATION_SAMPLES, calibration, np.zeros(len(calibration), np.int64), input_name)
     listed = sorted(p for p in staging.rglob("*") if p.is_file())
     manifest = {
         "schema_version": MANIFEST_SCHEMA_VERSION,

@@ -50,11 +50,22 @@ def isa_flags() -> tuple[str, ...]:
 
 @functools.cache
 def nvidia_gpus() -> tuple[dict[str, str], ...]:
-    """Name, driver, memory and compute capability of each NVIDIA GPU that nvidia-smi lists."""
+    """Name, driver, memory and compute capability of each NVIDIA GPU that nvidia-smi lists; on a Jetson
+    without nvidia-smi (JetPack 5), its integrated GPU as CUDA reports it."""
     fields = ["name", "driver_version", "memory.total", "compute_cap"]
     out = _run(["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader"])
-    return tuple(dict(zip(fields, (v.strip() for v in line.split(",")), strict=False))
+    gpus = tuple(dict(zip(fields, (v.strip() for v in line.split(",")), strict=False))
                  for line in out.splitlines() if line.strip())  # fmt: skip
+    if gpus or not is_jetson():
+        return gpus
+    import torch
+
+    if not torch.cuda.is_available():
+        return ({"name": f"integrated GPU of {board_model() or 'Jetson'}", "driver_version": "", "memory.total": "",
+                 "compute_cap": ""},)  # fmt: skip
+    major, minor = torch.cuda.get_device_capability(0)
+    return ({"name": torch.cuda.get_device_name(0), "driver_version": "", "memory.total": "",
+             "compute_cap": f"{major}.{minor}"},)  # fmt: skip
 
 
 def is_jetson() -> bool:
@@ -67,18 +78,22 @@ def board_model() -> str:
 
 
 def jetson_facts() -> dict[str, object]:
-    """L4T release, nvpmodel power mode and GPU clock where readable; {} elsewhere."""
+    """L4T release, JetPack version, nvpmodel power mode and GPU / CPU clocks where readable; {} elsewhere."""
     if not is_jetson():
         return {}
     facts: dict[str, object] = {"l4t_release": _read("/etc/nv_tegra_release").splitlines()[0]}
+    jetpack = _run(["dpkg-query", "--showformat=${Version}", "--show", "nvidia-jetpack"])
+    if jetpack:
+        facts["jetpack"] = jetpack
     mode = _run(["nvpmodel", "-q"])
     if mode:
         facts["power_mode"] = mode.splitlines()[0].removeprefix("NV Power Mode:").strip()
-    for gpu_dir in Path("/sys/devices").glob("**/devfreq/*gpu*"):
-        cur = _read(str(gpu_dir / "cur_freq"))
-        if cur:
-            facts["gpu_clock_hz"] = int(cur)
-            break
+    for devfreq in sorted(Path("/sys/class/devfreq").glob("*")):  # e.g. 17000000.gpu (JP6), 17000000.ga10b (JP5)
+        if "gpu" in devfreq.name or "ga10b" in devfreq.name:
+            cur = _read(str(devfreq / "cur_freq"))
+            if cur.isdigit():
+                facts["gpu_clock_hz"] = int(cur)
+                break
     return facts
 
 
@@ -99,6 +114,9 @@ def host_facts() -> dict[str, object]:
     governor = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
     if governor:
         facts["cpu_governor"] = governor
+    clock_khz = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
+    if clock_khz.isdigit():
+        facts["cpu0_clock_hz"] = int(clock_khz) * 1000
     facts.update(jetson_facts())
     return facts
 

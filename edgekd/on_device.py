@@ -28,6 +28,7 @@ from edgekd.hostinfo import host_facts
 from edgekd.measure_rows import MeasureSettings, measure_rows
 from edgekd.report import SCHEMA_VERSION, load_report, validate_report, write_report
 from edgekd.runtimes import runtime_versions
+from edgekd.runtimes.tensorrt_runtime import TRTEXEC_ONLY
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,8 @@ def _build_engines(
     built: dict[str, Any] = {}
     for spec in specs:
         reason = runtime_reason(spec.runtime)
-        if reason:
+        build_only = reason is not None and reason.startswith(TRTEXEC_ONLY)  # build with trtexec, cannot run
+        if reason and not build_only:
             skipped[spec.artifact] = reason
             continue
         try:
@@ -92,6 +94,8 @@ def _build_engines(
             skipped[spec.artifact] = f"build failed: {exc}"
             continue
         built[spec.artifact] = spec.path
+        if build_only:
+            skipped[spec.artifact] = f"{reason}; the engine is built at {out_dir / spec.path}"
     return [engines_build.to_artifact(s, params) for s in specs], skipped, built
 
 

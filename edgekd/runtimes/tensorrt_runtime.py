@@ -29,6 +29,7 @@ from edgekd.runtimes.base import Runner, Runtime
 
 DEFAULT_WORKSPACE_BYTES = 1 << 30  # 1 GiB: ample for small models, within a Jetson Orin Nano's 8 GB
 TRTEXEC_PATHS = ("trtexec", "/usr/src/tensorrt/bin/trtexec")  # the second is where JetPack puts it
+TRTEXEC_ONLY = "only trtexec is installed"
 
 
 def _version() -> str:
@@ -62,7 +63,7 @@ def tensorrt_unavailable_reason() -> str | None:
     except ImportError:
         if trtexec_path() is None:
             return 'TensorRT is not installed: pip install "edgekd[tensorrt]" (on a Jetson it comes with JetPack)'
-        return "only trtexec is installed: engines can be built, but running them needs the tensorrt Python package"
+        return f"{TRTEXEC_ONLY}: engines can be built, but running them needs the tensorrt Python package"
     import torch
 
     if not torch.cuda.is_available():
@@ -77,6 +78,7 @@ def device_identity() -> dict[str, str]:
         version = _version()
     except ImportError:
         version = _trtexec_version()
+    version = ".".join(version.split(".")[:3])  # the wheel says 10.3.0.30, trtexec says 10.3.0: same engine format
     return {"tensorrt_version": version, "gpu": gpu.get("name", ""), "compute_capability": gpu.get("compute_cap", "")}
 
 
@@ -107,7 +109,7 @@ def build_engine(
 ) -> dict[str, Any]:
     """Build `engine_path` from `onnx_path` for batch sizes 1..max_batch; write and return the sidecar."""
     reason = tensorrt_unavailable_reason()
-    if reason and not reason.startswith("only trtexec"):
+    if reason and not reason.startswith(TRTEXEC_ONLY):
         raise StageError(f"build: TensorRT engine {engine_path.name}: {reason}")
     if precision not in ("fp32", "fp16", "int8"):
         raise StageError(f"build: TensorRT precision must be fp32, fp16 or int8, not '{precision}'")
