@@ -106,12 +106,12 @@ def distill_and_export(
     )
     rows = measure_rows(artifacts, run_dir, task.x_test, task.y_test, settings, task.num_classes, skipped)
     student_params = next(a.params for a in artifacts if a.name == "student")
-    rows += _target_rows(profiles, run_dir, task, settings, reference, student_params)
+    rows += _target_rows(profiles, _onnx_sources(recipe), run_dir, task, settings, reference, student_params)
     annotate_execution_precision(rows, run_dir, threads)
     _mark_parity_failure(rows, stages["export"]["parity"])
     stages["total_seconds"] = round(time.perf_counter() - started, 3)
     report = build_report(recipe, task, stages, rows, threads)
-    report["estimates"] = _estimates(profiles, run_dir)
+    report["estimates"] = _estimates(profiles, _onnx_sources(recipe), run_dir)
     write_report(report, run_dir)
     return RunResult(run_dir, report)
 
@@ -241,14 +241,15 @@ def _target_profiles(recipe: Recipe, openvino_precision: str | None) -> list[Pro
     return profiles
 
 
-def _onnx_sources(run_dir: Path) -> list[str]:
-    return [p.name for p in run_dir.glob("student*.onnx")]
+def _onnx_sources(recipe: Recipe) -> list[str]:
+    """The ONNX files this run made (engines are built from them), from the recipe, not from what lies around."""
+    return ["student.onnx", *(f"student.{variant}.onnx" for variant in recipe.quantize.variants)]
 
 
-def _host_specs(recipe: Recipe, run_dir: Path, profiles: list[Profile]) -> list[engines_build.EngineSpec]:
+def _host_specs(recipe: Recipe, profiles: list[Profile]) -> list[engines_build.EngineSpec]:
     """Engines measured on this machine: the host profile's, plus the ORT-format models of mobile profiles
     (measured here as labelled proxies). Plain ONNX files are already artifacts of the run."""
-    sources = _onnx_sources(run_dir)
+    sources = _onnx_sources(recipe)
     specs: dict[str, engines_build.EngineSpec] = {}
     for profile in profiles:
         if profile.device_class in ("host", "mobile"):
@@ -266,7 +267,7 @@ def _build_stage(
     """Build every host-buildable engine the target profiles ask for; a runtime missing here makes its
     rows `skipped` with the reason instead of failing the run."""
     host = next((p for p in profiles if p.device_class == "host"), load_profile("host"))
-    specs = _host_specs(recipe, run_dir, profiles)
+    specs = _host_specs(recipe, profiles)
     params = count_parameters(build_model(recipe.student.architecture, task.num_classes))
     skipped = {s.artifact: reason for s in specs if (reason := get_runtime(s.measured_by).unavailable_reason())}
     to_build = [s for s in specs if s.artifact not in skipped]
@@ -328,13 +329,17 @@ def _bundle_stage(
 
 
 def _target_rows(
-    profiles: list[Profile], run_dir: Path, task: TaskData, settings: MeasureSettings, reference: TeacherReference,
+    profiles: list[Profile],
+    sources: list[str],
+    run_dir: Path,
+    task: TaskData,
+    settings: MeasureSettings,
+    reference: TeacherReference,
     params: int,
 ) -> list[dict[str, Any]]:
     """Rows for the non-host targets: mobile models measured here as labelled proxies, and `skipped` rows
     (with the command to run on the device) for everything a device has to build or measure itself."""
     rows: list[dict[str, Any]] = []
-    sources = _onnx_sources(run_dir)
     for profile in profiles:
         if profile.device_class == "host":
             continue
@@ -354,11 +359,10 @@ def _target_rows(
     return rows
 
 
-def _estimates(profiles: list[Profile], run_dir: Path) -> list[dict[str, Any]]:
+def _estimates(profiles: list[Profile], sources: list[str], run_dir: Path) -> list[dict[str, Any]]:
     """Roofline lower bounds for every non-host target, from the fp32 graph's FLOPs and bytes."""
     targets = [p for p in profiles if p.device_class != "host"]
     if not targets:
         return []
     cost = graph_cost(run_dir / engines_build.FP32_ONNX)
-    sources = _onnx_sources(run_dir)
     return [e for p in targets for e in engines_build.estimates_for(p, engines_build.specs_for(p, sources), cost)]
