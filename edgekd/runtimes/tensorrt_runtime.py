@@ -231,14 +231,15 @@ class TensorrtRunner:
     def stage(self, batch: np.ndarray) -> list:
         """Copy `batch` to the device and bind every tensor; returns the output buffers."""
         batch = np.ascontiguousarray(batch, dtype=self._dtypes[self._input])
-        self._device_input = self._torch.from_numpy(batch).to("cuda", non_blocking=False)
-        self._context.set_input_shape(self._input, batch.shape)
-        self._context.set_tensor_address(self._input, self._device_input.data_ptr())
-        outputs = []
-        for name in self._outputs:
-            out = self._buffer(self._context.get_tensor_shape(name), self._dtypes[name])
-            self._context.set_tensor_address(name, out.data_ptr())
-            outputs.append(out)
+        with self._torch.cuda.stream(self._stream):  # buffers belong to the stream the engine runs on
+            self._device_input = self._torch.from_numpy(batch).to("cuda")
+            self._context.set_input_shape(self._input, batch.shape)
+            self._context.set_tensor_address(self._input, self._device_input.data_ptr())
+            outputs = []
+            for name in self._outputs:
+                out = self._buffer(self._context.get_tensor_shape(name), self._dtypes[name])
+                self._context.set_tensor_address(name, out.data_ptr())
+                outputs.append(out)
         return outputs
 
     def execute(self) -> None:
