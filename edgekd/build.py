@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import platform
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -26,7 +27,9 @@ from edgekd.runtimes.openvino_runtime import build_ir, execution_precision
 
 FP32_ONNX = "student.onnx"
 QDQ_ONNX = "student.int8-static.onnx"  # static QDQ: the int8 source OpenVINO, TensorRT and mobile read
+FP16_ONNX = "student.fp16.onnx"  # fp16 weights and arithmetic, fp32 inputs and outputs
 MOBILE_CONFIG = "mobile/required_operators.config"
+X86_MACHINES = ("x86_64", "AMD64", "i686")
 
 
 @dataclass(frozen=True)
@@ -42,9 +45,15 @@ class EngineSpec:
     source: str  # ONNX file it is built from (relative to the run or bundle directory)
     built_on_device: bool = False  # True: engines tied to the GPU and TensorRT version, never built elsewhere
 
+    @property
+    def is_source(self) -> bool:
+        """True for an ONNX file the export / quantize stages made: run as it is, nothing to build."""
+        return self.path == self.source
+
 
 ENGINE_SPECS: tuple[EngineSpec, ...] = (
     EngineSpec("onnxruntime", "fp32", "student-onnx-fp32", FP32_ONNX, "onnx", "onnxruntime", FP32_ONNX),
+    EngineSpec("onnxruntime", "fp16", "student-onnx-fp16", FP16_ONNX, "onnx", "onnxruntime", FP32_ONNX),
     EngineSpec("onnxruntime", "int8", "student-onnx-int8-static", QDQ_ONNX, "onnx", "onnxruntime", QDQ_ONNX),
     EngineSpec("openvino", "fp32", "student-openvino-fp32", "openvino/student.xml", "openvino-ir", "openvino",
                FP32_ONNX),
@@ -62,6 +71,15 @@ ENGINE_SPECS: tuple[EngineSpec, ...] = (
     EngineSpec("tensorrt", "int8", "student-tensorrt-int8", "tensorrt/student.int8.engine", "tensorrt-engine",
                "tensorrt", QDQ_ONNX, built_on_device=True),
 )  # fmt: skip
+
+
+def not_meaningful_here(spec: EngineSpec) -> str | None:
+    """Why measuring `spec` on this machine would not measure what it claims, else None. ONNX Runtime's CPU
+    provider has no fp16 kernels on x86 and silently computes fp16 graphs in fp32, so the fp16 ONNX file is
+    built for the devices that run fp16 (Arm CPUs, GPUs), not measured on an x86 host."""
+    if spec.runtime == "onnxruntime" and spec.precision == "fp16" and platform.machine() in X86_MACHINES:
+        return "ONNX Runtime's CPU provider computes fp16 graphs in fp32 on x86: it would not measure fp16 here"
+    return None
 
 
 def specs_for(profile: Profile, available_sources: Iterable[str]) -> list[EngineSpec]:
@@ -86,12 +104,28 @@ def build_engine(spec: EngineSpec, source_dir: Path, out_dir: Path, profile: Pro
                  inference_precision="f32" if profile.openvino.inference_precision == "f32" else "auto")  # fmt: skip
     elif spec.format == "ort":
         build_ort_format(source, target, out_dir / MOBILE_CONFIG, profile.mobile.optimization_style)
+    elif spec.format == "onnx" and not spec.is_source:
+        convert_to_fp16(source, target)
     elif spec.format == "tensorrt-engine":
         from edgekd.runtimes.tensorrt_runtime import build_engine as build_trt
 
         build_trt(source, target, spec.precision, device["input_name"], device["sample_shape"], device["max_batch"])
     elif spec.format != "onnx":
         raise StageError(f"build: no builder for format '{spec.format}' ({spec.artifact})")
+
+
+def convert_to_fp16(source: Path, target: Path) -> None:
+    """fp16 weights and arithmetic with fp32 inputs and outputs (for GPUs, NNAPI and CoreML fp16 paths), with
+    ONNX Runtime's converter; its inserted casts are sorted back into graph order so the checker passes."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    model = OnnxModel(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True))
+    model.topological_sort()
+    with atomic_path(target) as tmp:
+        onnx.save(model.model, str(tmp))
+        onnx.checker.check_model(str(tmp), full_check=True)
 
 
 def build_ort_format(source: Path, target: Path, config_path: Path, optimization_style: str) -> None:

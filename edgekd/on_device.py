@@ -64,11 +64,16 @@ def _settings(manifest: dict[str, Any], profile: Profile, threads: int | None) -
     )
 
 
-def _bundle_artifacts(manifest: dict[str, Any], profile: Profile) -> list[Artifact]:
-    """The bundle's own files that this profile runs as they are: every ONNX variant on ONNX Runtime."""
+def _bundle_artifacts(manifest: dict[str, Any], profile: Profile) -> tuple[list[Artifact], dict[str, str]]:
+    """The bundle's own files that this profile runs as they are (every ONNX variant on ONNX Runtime), and
+    the reasons for those that would not measure what they claim on this machine."""
     if "onnxruntime" not in profile.runtimes:
-        return []
-    return [Artifact(**a) for a in manifest["artifacts"] if a["format"] == "onnx"]
+        return [], {}
+    artifacts = [Artifact(**a) for a in manifest["artifacts"] if a["format"] == "onnx"]
+    specs = {s.artifact: s for s in engines_build.ENGINE_SPECS}
+    skipped = {a.name: reason for a in artifacts
+               if a.name in specs and (reason := engines_build.not_meaningful_here(specs[a.name]))}  # fmt: skip
+    return artifacts, skipped
 
 
 def _build_engines(
@@ -76,7 +81,7 @@ def _build_engines(
 ) -> tuple[list[Artifact], dict[str, str], dict[str, Any]]:
     """Build what this device needs (OpenVINO IR, ORT format, TensorRT engines) into `out_dir`."""
     sources = [a["path"] for a in manifest["artifacts"] if a["format"] == "onnx"]
-    specs = [s for s in engines_build.specs_for(profile, sources) if s.format != "onnx"]
+    specs = [s for s in engines_build.specs_for(profile, sources) if s.format != "onnx"]  # ONNX files travel
     params = int(manifest["student"]["params"])
     device = {"input_name": manifest["input"]["name"], "sample_shape": tuple(manifest["input"]["shape"][1:]),
               "max_batch": max(settings.throughput_batch_size, settings.eval_batch_size)}  # fmt: skip
@@ -129,8 +134,8 @@ def profile_bundle(
     settings = _settings(manifest, profile, threads)
     num_classes = int(manifest["task"]["num_classes"])
     engines, skipped, built = _build_engines(manifest, profile, bundle_dir, out_dir, settings)
-    rows = measure_rows(_bundle_artifacts(manifest, profile), bundle_dir, inputs, labels, settings, num_classes,
-                        reference=reference)  # fmt: skip
+    shipped, not_here = _bundle_artifacts(manifest, profile)
+    rows = measure_rows(shipped, bundle_dir, inputs, labels, settings, num_classes, not_here, reference)
     engine_rows = measure_rows(engines, out_dir, inputs, labels, settings, num_classes, skipped, reference)
     engines_build.annotate_execution_precision(engine_rows, out_dir, settings.threads)
     _add_gpu_compute(engine_rows, out_dir, settings, inputs)

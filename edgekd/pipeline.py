@@ -95,7 +95,7 @@ def distill_and_export(
     profiles = _target_profiles(recipe, openvino_precision)
     engines, skipped, stages["build"] = _build_stage(recipe, task, run_dir, profiles, quantize_key)
     reference, stages["bundle"] = _bundle_stage(recipe, task, run_dir, profiles, artifacts + engines, threads)
-    artifacts += [a for a in engines if a.format != "ort"]  # mobile models are measured per mobile target
+    artifacts += _measured_here(engines, profiles)
 
     step("measure")
     settings = MeasureSettings(
@@ -247,18 +247,26 @@ def _onnx_sources(recipe: Recipe) -> list[str]:
 
 
 def _host_specs(recipe: Recipe, profiles: list[Profile]) -> list[engines_build.EngineSpec]:
-    """Engines measured on this machine: the host profile's, plus the ORT-format models of mobile profiles
-    (measured here as labelled proxies). Plain ONNX files are already artifacts of the run."""
+    """What this machine builds: the host profile's engines, the ORT-format models of mobile profiles
+    (measured here as labelled proxies), and derived ONNX files (fp16) any profile runs, which travel in the
+    bundle. Engines tied to a device (TensorRT) are built on it, or here when this host is such a device."""
     sources = _onnx_sources(recipe)
     specs: dict[str, engines_build.EngineSpec] = {}
     for profile in profiles:
-        if profile.device_class in ("host", "mobile"):
-            for spec in engines_build.specs_for(profile, sources):
-                device_only = spec.built_on_device and profile.device_class != "host"  # a GPU host builds its own
-                if spec.format == "onnx" or device_only or (spec.runtime == "openvino" and not recipe.build.openvino):
-                    continue
+        for spec in engines_build.specs_for(profile, sources):
+            wanted = profile.device_class in ("host", "mobile") or spec.format == "onnx"
+            device_only = spec.built_on_device and profile.device_class != "host"
+            openvino_off = spec.runtime == "openvino" and not recipe.build.openvino
+            if wanted and not (spec.is_source or device_only or openvino_off):
                 specs.setdefault(spec.artifact, spec)
     return list(specs.values())
+
+
+def _measured_here(built: list[Artifact], profiles: list[Profile]) -> list[Artifact]:
+    """The built artifacts the host rows measure: the host profile's (mobile models get proxy rows per target)."""
+    host = {s.artifact for p in profiles if p.device_class == "host" for s in engines_build.ENGINE_SPECS
+            if s.runtime in p.runtimes and s.precision in p.precisions and not engines_build.not_meaningful_here(s)}
+    return [a for a in built if a.name in host]
 
 
 def _build_stage(

@@ -70,6 +70,8 @@ def test_bundle_profiles_elsewhere_with_the_run_deleted_and_matches_the_host_rep
     assert {"student-onnx-fp32", "student-onnx-int8-dynamic", "student-onnx-int8-static",
             "student-openvino-fp32", "student-openvino-int8"} <= set(device_rows)  # fmt: skip
     for name, row in device_rows.items():
+        if name == "student-onnx-fp16" and "x86" in row["reason"]:
+            continue  # shipped for the Jetson target; ORT's CPU provider on x86 would compute it in fp32
         assert row["status"] == "ok", (name, row["reason"])
         for field in COMPARED:
             assert row[field] == host_rows[name][field], (name, field)
@@ -185,3 +187,25 @@ def test_profiling_as_another_device_is_refused(targets_run, tmp_path, capsys):
     code, _, err = run_cli(args, capsys)
     assert code == 2 and "describes another device" in err and "not a Jetson" in err
     assert not (tmp_path / "o" / "report.json").exists()
+
+
+def test_fp16_onnx_travels_for_targets_that_run_it(targets_run):
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from edgekd.tasks.base import load_eval_split
+
+    manifest = verify_bundle(targets_run / "bundle")
+    assert "student.fp16.onnx" in manifest["files"]  # the Jetson profile runs ONNX Runtime at fp16
+    fp16 = onnx.load(str(targets_run / "bundle" / "student.fp16.onnx"))
+    assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in fp16.graph.initializer)
+    inputs, _ = load_eval_split(targets_run / "data" / "test.npz", "pixels")
+
+    def run(name):
+        return ort.InferenceSession(str(targets_run / name), providers=["CPUExecutionProvider"]).run(
+            None, {"pixels": inputs})[0]  # fmt: skip
+
+    full, half = run("student.onnx"), run("student.fp16.onnx")
+    assert np.abs(full - half).max() < 0.05 * max(1.0, np.abs(full).max())
+    assert (full.argmax(1) == half.argmax(1)).mean() >= 0.99
