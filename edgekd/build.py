@@ -96,7 +96,8 @@ def to_artifact(spec: EngineSpec, params: int) -> Artifact:
 
 
 def build_engine(spec: EngineSpec, source_dir: Path, out_dir: Path, profile: Profile, **device: Any) -> None:
-    """Build one host-independent artifact (OpenVINO IR or ORT-format model) into `out_dir`."""
+    """Build one artifact from its ONNX source into `out_dir`: an OpenVINO IR, an ORT-format model, the fp16
+    ONNX file, or a TensorRT engine (which needs `device`: input_name, sample_shape, max_batch)."""
     source, target = source_dir / spec.source, out_dir / spec.path
     target.parent.mkdir(parents=True, exist_ok=True)
     if spec.format == "openvino-ir":
