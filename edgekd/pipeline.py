@@ -5,26 +5,30 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from edgekd import build as engines_build
 from edgekd import measure as m
-from edgekd.artifacts import Artifact
+from edgekd.artifacts import Artifact, load_runner
+from edgekd.build import annotate_execution_precision
+from edgekd.bundle import write_bundle
 from edgekd.distill import predict_logits, train_model
 from edgekd.export import check_parity, export_onnx
 from edgekd.fileio import sha256_file, sha256_json, write_text_atomic
-from edgekd.measure_rows import MeasureSettings, measure_rows
+from edgekd.hardware import OpenvinoSection, Profile, load_profile
+from edgekd.measure_rows import MeasureSettings, TeacherReference, measure_rows
 from edgekd.models import build_model, count_parameters, load_checkpoint, save_checkpoint
 from edgekd.progress import step
 from edgekd.quantize import quantize_int8_dynamic, quantize_int8_static
 from edgekd.recipe import Recipe
 from edgekd.report import build_report, write_report
+from edgekd.roofline import graph_cost
 from edgekd.runtimes import get_runtime
-from edgekd.runtimes.openvino_runtime import build_ir
 from edgekd.stages import run_stage, stage_key
 from edgekd.tasks import TaskData, load_task
 from edgekd.tasks.base import save_eval_split
@@ -44,9 +48,14 @@ def cache_dir() -> Path:
 
 
 def distill_and_export(
-    recipe: Recipe, output_dir: Path = Path("export"), run_name: str | None = None, fresh: bool = False
+    recipe: Recipe,
+    output_dir: Path = Path("export"),
+    run_name: str | None = None,
+    fresh: bool = False,
+    openvino_precision: str | None = None,
 ) -> RunResult:
-    """Run every stage for `recipe` into `output_dir/<run_name>/`, resuming finished stages unless `fresh`."""
+    """Run every stage for `recipe` into `output_dir/<run_name>/`, resuming finished stages unless `fresh`.
+    `openvino_precision` ("f32" / "auto") overrides the profiles' OpenVINO inference precision."""
     started = time.perf_counter()
     run_dir = Path(output_dir) / (run_name or recipe.name)
     if fresh and run_dir.exists():
@@ -83,11 +92,10 @@ def distill_and_export(
                                 lambda: _quantize(recipe, task, run_dir))  # fmt: skip
 
     artifacts = _artifacts(recipe, task)
-    openvino_reason = get_runtime("openvino").unavailable_reason()
-    if recipe.build.openvino and openvino_reason is None:
-        stages["build"] = _timed(run_dir, "build", stage_key({"build": recipe.build}, export_key),
-                                 ["openvino/student.xml"], lambda: _build_openvino(run_dir))  # fmt: skip
-    skipped = {"student-openvino-fp32": openvino_reason} if recipe.build.openvino and openvino_reason else {}
+    profiles = _target_profiles(recipe, openvino_precision)
+    engines, skipped, stages["build"] = _build_stage(recipe, task, run_dir, profiles, quantize_key)
+    reference, stages["bundle"] = _bundle_stage(recipe, task, run_dir, profiles, artifacts + engines, threads)
+    artifacts += _measured_here(engines, profiles)
 
     step("measure")
     settings = MeasureSettings(
@@ -97,9 +105,13 @@ def distill_and_export(
         threads=threads,
     )
     rows = measure_rows(artifacts, run_dir, task.x_test, task.y_test, settings, task.num_classes, skipped)
+    student_params = next(a.params for a in artifacts if a.name == "student")
+    rows += _target_rows(profiles, _onnx_sources(recipe), run_dir, task, settings, reference, student_params)
+    annotate_execution_precision(rows, run_dir, threads)
     _mark_parity_failure(rows, stages["export"]["parity"])
     stages["total_seconds"] = round(time.perf_counter() - started, 3)
     report = build_report(recipe, task, stages, rows, threads)
+    report["estimates"] = _estimates(profiles, _onnx_sources(recipe), run_dir)
     write_report(report, run_dir)
     return RunResult(run_dir, report)
 
@@ -188,12 +200,6 @@ def _quantize(recipe: Recipe, task: TaskData, run_dir: Path) -> dict[str, Any]:
     return summary
 
 
-def _build_openvino(run_dir: Path) -> dict[str, Any]:
-    (run_dir / "openvino").mkdir(exist_ok=True)
-    build_ir(run_dir / "student.onnx", run_dir / "openvino" / "student.xml")
-    return {"openvino": "openvino/student.xml"}
-
-
 def _artifacts(recipe: Recipe, task: TaskData) -> list[Artifact]:
     """Every artifact of the run, teacher first (it is the reference the others are compared with)."""
     teacher_params = count_parameters(build_model(recipe.teacher.architecture, task.num_classes))
@@ -211,9 +217,6 @@ def _artifacts(recipe: Recipe, task: TaskData) -> list[Artifact]:
         items.append(Artifact(f"student-onnx-{variant}", "student", f"student.{variant}.onnx", "onnx",
                               "onnxruntime", "int8", student_params, quantization=kind,
                               source="student-onnx-fp32"))  # fmt: skip
-    if recipe.build.openvino:
-        items.append(Artifact("student-openvino-fp32", "student", "openvino/student.xml", "openvino-ir",
-                              "openvino", "fp32", student_params, source="student-onnx-fp32"))  # fmt: skip
     return items
 
 
@@ -225,3 +228,149 @@ def _mark_parity_failure(rows: list[dict[str, Any]], parity: dict[str, Any]) -> 
         if row["artifact"] == "student-onnx-fp32" and row["status"] == "ok":
             row.update(status="failed", reason=(f"parity: max |onnx - pytorch| {parity['max_abs_diff']:.3g} "
                                                 f"> atol {parity['atol']:.3g}"))  # fmt: skip
+
+
+# --- build and bundle stages: engines per target profile, the portable bundle, and the rows and estimates
+# --- for targets this machine cannot measure (mobile proxies, device-only engines, roofline bounds)
+
+
+def _target_profiles(recipe: Recipe, openvino_precision: str | None) -> list[Profile]:
+    profiles = [load_profile(name) for name in dict.fromkeys(recipe.targets.profiles)]
+    if openvino_precision is not None:
+        profiles = [replace(p, openvino=OpenvinoSection(openvino_precision)) for p in profiles]
+    return profiles
+
+
+def _onnx_sources(recipe: Recipe) -> list[str]:
+    """The ONNX files this run made (engines are built from them), from the recipe, not from what lies around."""
+    return ["student.onnx", *(f"student.{variant}.onnx" for variant in recipe.quantize.variants)]
+
+
+def _host_specs(recipe: Recipe, profiles: list[Profile]) -> list[engines_build.EngineSpec]:
+    """What this machine builds: the host profile's engines, the ORT-format models of mobile profiles
+    (measured here as labelled proxies), and derived ONNX files (fp16) any profile runs, which travel in the
+    bundle. Engines tied to a device (TensorRT) are built on it, or here when this host is such a device."""
+    sources = _onnx_sources(recipe)
+    specs: dict[str, engines_build.EngineSpec] = {}
+    for profile in profiles:
+        for spec in engines_build.specs_for(profile, sources):
+            wanted = profile.device_class in ("host", "mobile") or spec.format == "onnx"
+            device_only = spec.built_on_device and profile.device_class != "host"
+            openvino_off = spec.runtime == "openvino" and not recipe.build.openvino
+            if wanted and not (spec.is_source or device_only or openvino_off):
+                specs.setdefault(spec.artifact, spec)
+    return list(specs.values())
+
+
+def _measured_here(built: list[Artifact], profiles: list[Profile]) -> list[Artifact]:
+    """The built artifacts the host rows measure: the host profile's (mobile models get proxy rows per target)."""
+    host = {s.artifact for p in profiles if p.device_class == "host" for s in engines_build.ENGINE_SPECS
+            if s.runtime in p.runtimes and s.precision in p.precisions and not engines_build.not_meaningful_here(s)}
+    return [a for a in built if a.name in host]
+
+
+def _build_stage(
+    recipe: Recipe, task: TaskData, run_dir: Path, profiles: list[Profile], upstream: str
+) -> tuple[list[Artifact], dict[str, str], dict[str, Any]]:
+    """Build every host-buildable engine the target profiles ask for; a runtime missing here makes its
+    rows `skipped` with the reason instead of failing the run."""
+    host = next((p for p in profiles if p.device_class == "host"), load_profile("host"))
+    specs = _host_specs(recipe, profiles)
+    params = count_parameters(build_model(recipe.student.architecture, task.num_classes))
+    skipped = {s.artifact: reason for s in specs if (reason := get_runtime(s.measured_by).unavailable_reason())}
+    to_build = [s for s in specs if s.artifact not in skipped]
+
+    def work() -> dict[str, Any]:
+        (run_dir / engines_build.MOBILE_CONFIG).unlink(missing_ok=True)
+        for spec in to_build:
+            owner = host if spec.runtime == "openvino" else next(p for p in profiles if spec.runtime in p.runtimes)
+            engines_build.build_engine(spec, run_dir, run_dir, owner, input_name=task.input_name,
+                                       sample_shape=task.sample_shape, max_batch=max(
+                                           recipe.measure.throughput_batch_size, recipe.measure.eval_batch_size))
+        return {"engines": {s.artifact: s.path for s in to_build},
+                "openvino_inference_precision": host.openvino.inference_precision,
+                "profiles": [p.name for p in profiles]}  # fmt: skip
+
+    key = stage_key({"build": recipe.build, "profiles": profiles}, upstream)
+    outputs = [s.path for s in to_build] + ([engines_build.MOBILE_CONFIG] if any(
+        s.format == "ort" for s in to_build) else [])  # fmt: skip
+    summary = _timed(run_dir, "build", key, outputs, work)
+    return [engines_build.to_artifact(s, params) for s in specs], skipped, summary
+
+
+def _bundle_stage(
+    recipe: Recipe, task: TaskData, run_dir: Path, profiles: list[Profile], artifacts: list[Artifact], threads: int
+) -> tuple[TeacherReference, dict[str, Any]]:
+    """Write export/<run>/bundle/: the student's ONNX and mobile artifacts, eval samples with the teacher's
+    logits (computed here, at the eval batch size the report uses), calibration samples, the manifest."""
+    step("bundle")
+    t0 = time.perf_counter()
+    teacher = next(a for a in artifacts if a.role == "teacher")
+    teacher_logits = m.predict(load_runner(teacher, run_dir, threads, task.num_classes), task.x_test,
+                               recipe.measure.eval_batch_size)  # fmt: skip
+    reference = TeacherReference(teacher_logits, m.accuracy(teacher_logits, task.y_test))
+    shipped = [a for a in artifacts if a.format in ("onnx", "ort") and (run_dir / a.path).is_file()]
+    files = {a.path: run_dir / a.path for a in shipped}
+    if (run_dir / engines_build.MOBILE_CONFIG).is_file() and any(a.format == "ort" for a in shipped):
+        files[engines_build.MOBILE_CONFIG] = run_dir / engines_build.MOBILE_CONFIG
+    files["recipe.toml"] = run_dir / "recipe.toml"
+    calibration = task.calibration_samples(recipe.quantize.calibration_samples, recipe.task.seed)
+    manifest = write_bundle(run_dir / "bundle", files, (task.x_test, task.y_test, teacher_logits), calibration, {
+        "run": recipe.name,
+        "recipe_hash": sha256_json(recipe.to_dict()),
+        "recipe": recipe.to_dict(),
+        "task": {"name": task.name, "split": task.split, "num_classes": task.num_classes,
+                 "eval_batch_size": recipe.measure.eval_batch_size},
+        "input": task.input_spec(),
+        "teacher": {"architecture": recipe.teacher.architecture, "accuracy": reference.accuracy,
+                    "params": count_parameters(build_model(recipe.teacher.architecture, task.num_classes)),
+                    "reference": "teacher logits on the eval samples, in data/eval.npz"},
+        "student": {"architecture": recipe.student.architecture, "params": shipped[0].params if shipped else 0},
+        "artifacts": [a.to_dict() for a in shipped],
+        "profiles": [p.name for p in profiles],
+        "mobile": {p.name: engines_build.mobile_settings(p) for p in profiles if p.device_class == "mobile"},
+    })  # fmt: skip
+    summary = {"path": "bundle", "files": len(manifest["files"]),
+               "bytes": sum(f["bytes"] for f in manifest["files"].values()),
+               "seconds": round(time.perf_counter() - t0, 3)}  # fmt: skip
+    return reference, summary
+
+
+def _target_rows(
+    profiles: list[Profile],
+    sources: list[str],
+    run_dir: Path,
+    task: TaskData,
+    settings: MeasureSettings,
+    reference: TeacherReference,
+    params: int,
+) -> list[dict[str, Any]]:
+    """Rows for the non-host targets: mobile models measured here as labelled proxies, and `skipped` rows
+    (with the command to run on the device) for everything a device has to build or measure itself."""
+    rows: list[dict[str, Any]] = []
+    for profile in profiles:
+        if profile.device_class == "host":
+            continue
+        specs = engines_build.specs_for(profile, sources)
+        artifacts = [engines_build.to_artifact(s, params) for s in specs]
+        if profile.device_class == "mobile":
+            proxy = replace(settings, target=profile.name)
+            measured = measure_rows(artifacts, run_dir, task.x_test, task.y_test, proxy, task.num_classes,
+                                    reference=reference)  # fmt: skip
+            for row in measured:
+                row.update(proxy=engines_build.proxy_note(profile), mobile=engines_build.mobile_settings(profile))
+            rows += measured
+            continue
+        reason = engines_build.device_only_reason(profile, run_dir / "bundle")
+        rows += [engines_build.skipped_row(a, profile.name, reason, profile.threads or settings.threads,
+                                           max(profile.batch_sizes)) for a in artifacts]  # fmt: skip
+    return rows
+
+
+def _estimates(profiles: list[Profile], sources: list[str], run_dir: Path) -> list[dict[str, Any]]:
+    """Roofline lower bounds for every non-host target, from the fp32 graph's FLOPs and bytes."""
+    targets = [p for p in profiles if p.device_class != "host"]
+    if not targets:
+        return []
+    cost = graph_cost(run_dir / engines_build.FP32_ONNX)
+    return [e for p in targets for e in engines_build.estimates_for(p, engines_build.specs_for(p, sources), cost)]

@@ -8,6 +8,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from edgekd.bundle import archive_bundle
+from edgekd.cli.profile_cmd import render_estimates
+from edgekd.errors import RecipeError
 from edgekd.pipeline import distill_and_export as run_pipeline
 from edgekd.recipe import load_recipe
 from edgekd.report import render_table
@@ -22,6 +25,13 @@ def distill_and_export(
     epochs: int = typer.Option(None, "--epochs", help="Shortcut for --set distill.epochs=N."),
     threads: int = typer.Option(None, "--threads", envvar="EDGEKD_THREADS", help="Threads for measurement."),
     fresh: bool = typer.Option(False, "--fresh", help="Start over instead of resuming finished stages."),
+    profile: list[str] = typer.Option([], "--profile", "-p", envvar="EDGEKD_PROFILES",
+                                      help="Target hardware profile, by name or TOML path (repeatable). "
+                                      "Default: the recipe's targets.profiles (host)."),
+    openvino_precision: str = typer.Option(None, "--openvino-precision", help="OpenVINO inference precision: "
+                                           "'f32' forces fp32 arithmetic, 'auto' lets the CPU pick (bf16 where "
+                                           "supported). Default: each profile's setting."),
+    bundle_archive: bool = typer.Option(False, "--bundle-archive", help="Also write bundle.tar.gz beside the bundle."),
     as_json: bool = typer.Option(False, "--json", help="Print report.json to stdout instead of the table."),
 ) -> None:
     """Distil a student, export it to ONNX, quantize, build engines, measure everything, write one report."""
@@ -30,10 +40,19 @@ def distill_and_export(
         overrides.append(f"distill.epochs={epochs}")
     if threads is not None:
         overrides.append(f"measure.threads={threads}")
-    result = run_pipeline(load_recipe(recipe, overrides), output_dir, run_name=run_name, fresh=fresh)
+    if profile:
+        overrides.append("targets.profiles=[" + ", ".join(json.dumps(p) for p in profile) + "]")
+    if openvino_precision not in (None, "auto", "f32"):
+        raise RecipeError(f"--openvino-precision must be 'auto' or 'f32', not '{openvino_precision}'")
+    result = run_pipeline(load_recipe(recipe, overrides), output_dir, run_name=run_name, fresh=fresh,
+                          openvino_precision=openvino_precision)  # fmt: skip
+    if bundle_archive:
+        archive_bundle(result.run_dir / "bundle")
     if as_json:
         typer.echo(json.dumps(result.report, indent=2))
         return
     console = Console() if Console().is_terminal else Console(width=200)  # logs: keep the table unwrapped
     console.print(render_table(result.report))
+    if result.report.get("estimates"):
+        console.print(render_estimates(result.report["estimates"]))
     console.print(f"report: {result.run_dir / 'report.json'} and {result.run_dir / 'report.md'}")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 
 from edgekd.errors import EdgekdError
-from edgekd.runtimes import onnxruntime_runtime, openvino_runtime
+from edgekd.runtimes import onnxruntime_runtime, openvino_runtime, tensorrt_runtime
 from edgekd.runtimes.base import Runner, Runtime
 
 RUNTIMES: dict[str, Runtime] = {
     runtime.name: runtime
-    for runtime in (onnxruntime_runtime.RUNTIME, openvino_runtime.RUNTIME)
+    for runtime in (onnxruntime_runtime.RUNTIME, openvino_runtime.RUNTIME, tensorrt_runtime.RUNTIME)
 }
 
 

@@ -19,6 +19,8 @@ class Runtime:
     extra: str  # pip extra that installs it: pip install "edgekd[<extra>]"
     version: Callable[[], str]
     load: Callable[[Path, int], Runner]  # (artifact path, threads) -> runner
+    # more than an import: e.g. TensorRT also needs a GPU. Returns None when usable, else why not.
+    check: Callable[[], str | None] | None = None
 
     def unavailable_reason(self) -> str | None:
         """None when usable here, else a sentence that says how to fix it."""
@@ -26,4 +28,4 @@ class Runtime:
             self.version()
         except ImportError:
             return f"{self.package} is not installed: pip install \"edgekd[{self.extra}]\""
-        return None
+        return self.check() if self.check else None

@@ -1,7 +1,10 @@
-"""OpenVINO on the CPU: converts the ONNX model to IR (.xml + .bin) and runs it.
+"""OpenVINO on the CPU: converts an ONNX model to IR (.xml + .bin) and runs it.
 
-OpenVINO runs "fp32" models in bf16 on CPUs that support it unless told otherwise; edgekd asks for f32
-so an fp32 row measures fp32 arithmetic.
+Three IRs: fp32, fp16 (weights compressed to fp16, decompressed at load) and int8 (converted from the QDQ
+model, whose FakeQuantize ops the CPU plugin runs as int8 kernels). The precision the plugin will compute
+in is stored in the IR itself (rt_info `edgekd/inference_precision`): "f32" forces fp32 arithmetic, "auto"
+lets the plugin choose, which on CPUs with bf16 (AVX512_BF16, AMX) silently means bf16. Either way
+`execution_precision` reads back what the compiled model actually uses, so the report can say which.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ import numpy as np
 from edgekd.errors import MissingDependencyError
 from edgekd.fileio import atomic_path
 from edgekd.runtimes.base import Runner, Runtime
+
+PRECISION_KEY = ["edgekd", "inference_precision"]
+INFERENCE_PRECISIONS = ("auto", "f32")
 
 
 def _version() -> str:
@@ -29,26 +35,42 @@ def _import_openvino():
     return openvino
 
 
-def build_ir(onnx_path: Path, xml_path: Path) -> None:
-    """Convert ONNX to OpenVINO IR with fp32 weights; the .bin lands beside the .xml."""
+def build_ir(onnx_path: Path, xml_path: Path, compress_to_fp16: bool = False, inference_precision: str = "f32") -> None:
+    """Convert ONNX to OpenVINO IR; the .bin lands beside the .xml. `inference_precision` is "f32" or "auto"."""
+    if inference_precision not in INFERENCE_PRECISIONS:
+        raise ValueError(f"inference_precision must be one of {INFERENCE_PRECISIONS}, not {inference_precision!r}")
     ov = _import_openvino()
     model = ov.convert_model(str(onnx_path))
+    model.set_rt_info(inference_precision, PRECISION_KEY)
     bin_path = xml_path.with_suffix(".bin")
     with atomic_path(xml_path) as tmp_xml:
         tmp_bin = tmp_xml.with_suffix(".bin")
         try:
-            ov.save_model(model, str(tmp_xml), compress_to_fp16=False)
+            ov.save_model(model, str(tmp_xml), compress_to_fp16=compress_to_fp16)
             tmp_bin.replace(bin_path)
         finally:
             tmp_bin.unlink(missing_ok=True)
 
 
-def _load(path: Path, threads: int) -> Runner:
+def _compile(path: Path, threads: int):
     ov = _import_openvino()
     core = ov.Core()
-    config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-    compiled = core.compile_model(str(path), "CPU", config)
-    request = compiled.create_infer_request()
+    model = core.read_model(str(path))
+    config: dict[str, object] = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+    # IRs written before the hint was stored were always measured in f32
+    wanted = model.get_rt_info(PRECISION_KEY).astype(str) if model.has_rt_info(PRECISION_KEY) else "f32"
+    if wanted == "f32":
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    return core.compile_model(model, "CPU", config)
+
+
+def execution_precision(path: Path, threads: int = 1) -> str:
+    """The precision the CPU plugin computes this IR in ("f32", "bf16", "f16"), read from the compiled model."""
+    return _compile(path, threads).get_property("INFERENCE_PRECISION_HINT").to_string()
+
+
+def _load(path: Path, threads: int) -> Runner:
+    request = _compile(path, threads).create_infer_request()
 
     def run(batch: np.ndarray) -> np.ndarray:
         request.infer({0: batch})

@@ -1,0 +1,73 @@
+"""`edgekd doctor`: which runtimes, providers and devices this machine has, and which profiles it can
+measure for real (the others get estimates, or need `edgekd profile` on the device)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edgekd.hardware import RUNTIME_NAMES, load_profile, measurable_reason, runtime_reason, shipped_profile_names
+from edgekd.hostinfo import host_facts
+from edgekd.runtimes import runtime_versions
+from edgekd.runtimes.tensorrt_runtime import trtexec_path
+
+
+def _providers() -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    try:
+        import onnxruntime
+
+        found["onnxruntime"] = onnxruntime.get_available_providers()
+    except ImportError:
+        pass
+    try:
+        import openvino
+
+        core = openvino.Core()
+        found["openvino"] = {d: core.get_property(d, "OPTIMIZATION_CAPABILITIES") for d in core.available_devices}
+    except ImportError:
+        pass
+    found["trtexec"] = trtexec_path()
+    return found
+
+
+def diagnose() -> dict[str, Any]:
+    return {
+        "host": host_facts(),
+        "runtimes": {name: {"version": runtime_versions().get(name.replace("ort-mobile", "onnxruntime")),
+                            "usable": runtime_reason(name) is None, "why_not": runtime_reason(name) or ""}
+                     for name in RUNTIME_NAMES},  # fmt: skip
+        "providers": _providers(),
+        "profiles": {name: measurable_reason(load_profile(name)) or "measurable here"
+                     for name in shipped_profile_names()},  # fmt: skip
+    }
+
+
+def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables.")) -> None:
+    """Show this machine's runtimes, providers, devices, and which profiles it can measure for real."""
+    facts = diagnose()
+    if as_json:
+        typer.echo(json.dumps(facts, indent=2, default=str))
+        return
+    console = Console()
+    host = facts["host"]
+    console.print(f"host: {host['cpu']}, {host['cores']} cores, {host['machine']}; ISA: {', '.join(host['isa'])}; "
+                  f"GPU: {', '.join(g['name'] for g in host.get('gpus', [])) or 'none'}", highlight=False)
+    runtimes = Table(title="runtimes")
+    for column in ("runtime", "version", "usable here"):
+        runtimes.add_column(column)
+    for name, info in facts["runtimes"].items():
+        runtimes.add_row(name, info["version"] or "-", "yes" if info["usable"] else info["why_not"])
+    console.print(runtimes)
+    for name, value in facts["providers"].items():
+        console.print(f"{name}: {value}", highlight=False)
+    profiles = Table(title="profiles")
+    profiles.add_column("profile")
+    profiles.add_column("here")
+    for name, verdict in facts["profiles"].items():
+        profiles.add_row(name, verdict)
+    console.print(profiles)

@@ -1,0 +1,216 @@
+"""`edgekd profile` as a library: verify a bundle, build the engines this device needs, measure, report.
+
+Runs on a device that has only edgekd, its runtimes and the bundle: accuracy, drop and teacher agreement
+come from the eval samples and teacher logits inside the bundle, through the same `measure_rows` the
+training run uses, so the figures are comparable row for row. The report has the run report's schema and
+can be merged into it (`merge_into`), replacing that target's skipped rows and estimates with measurements.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from edgekd import __version__
+from edgekd import build as engines_build
+from edgekd import measure as m
+from edgekd.artifacts import Artifact
+from edgekd.bundle import BundleError, extract_bundle, load_eval_samples, verify_bundle
+from edgekd.errors import EdgekdError, ReportError
+from edgekd.fileio import write_json_atomic
+from edgekd.hardware import Profile, device_mismatch_reason, runtime_reason
+from edgekd.hostinfo import host_facts
+from edgekd.measure_rows import MeasureSettings, measure_rows
+from edgekd.report import SCHEMA_VERSION, load_report, validate_report, write_report
+from edgekd.runtimes import runtime_versions
+from edgekd.runtimes.tensorrt_runtime import TRTEXEC_ONLY
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    output_dir: Path
+    bundle_dir: Path
+    report: dict[str, Any]
+
+
+def open_bundle(path: Path, work_dir: Path) -> Path:
+    """A bundle directory as is, or a .tar / .tar.gz extracted safely into `work_dir/bundle`."""
+    path = Path(path)
+    if path.is_dir():
+        return path
+    if path.is_file() and tarfile.is_tarfile(path):
+        target = work_dir / "bundle"
+        shutil.rmtree(target, ignore_errors=True)
+        return extract_bundle(path, target)
+    raise BundleError(f"bundle '{path}' does not exist or is neither a directory nor a tar archive")
+
+
+def _settings(manifest: dict[str, Any], profile: Profile, threads: int | None) -> MeasureSettings:
+    measure = manifest["recipe"]["measure"]
+    threads = threads or profile.threads or os.cpu_count() or 1
+    # the host profile keeps the run's throughput batch so its rows compare 1:1 with the run's report
+    throughput = measure["throughput_batch_size"] if profile.device_class == "host" else max(profile.batch_sizes)
+    return MeasureSettings(
+        policy=m.TimingPolicy(measure["warmup_runs"], measure["min_runs"], measure["min_seconds"]),
+        throughput_batch_size=throughput,
+        eval_batch_size=manifest["task"]["eval_batch_size"],
+        threads=min(threads, os.cpu_count() or threads),
+        target=profile.name,
+    )
+
+
+def _bundle_artifacts(manifest: dict[str, Any], profile: Profile) -> tuple[list[Artifact], dict[str, str]]:
+    """The bundle's own files that this profile runs as they are (every ONNX variant on ONNX Runtime), and
+    the reasons for those that would not measure what they claim on this machine."""
+    if "onnxruntime" not in profile.runtimes:
+        return [], {}
+    artifacts = [Artifact(**a) for a in manifest["artifacts"] if a["format"] == "onnx"]
+    specs = {s.artifact: s for s in engines_build.ENGINE_SPECS}
+    skipped = {a.name: reason for a in artifacts
+               if a.name in specs and (reason := engines_build.not_meaningful_here(specs[a.name]))}  # fmt: skip
+    return artifacts, skipped
+
+
+def _build_engines(
+    manifest: dict[str, Any], profile: Profile, bundle_dir: Path, out_dir: Path, settings: MeasureSettings
+) -> tuple[list[Artifact], dict[str, str], dict[str, Any]]:
+    """Build what this device needs (OpenVINO IR, ORT format, TensorRT engines) into `out_dir`."""
+    sources = [a["path"] for a in manifest["artifacts"] if a["format"] == "onnx"]
+    specs = [s for s in engines_build.specs_for(profile, sources) if s.format != "onnx"]  # ONNX files travel
+    params = int(manifest["student"]["params"])
+    device = {"input_name": manifest["input"]["name"], "sample_shape": tuple(manifest["input"]["shape"][1:]),
+              "max_batch": max(settings.throughput_batch_size, settings.eval_batch_size)}  # fmt: skip
+    skipped: dict[str, str] = {}
+    built: dict[str, Any] = {}
+    for spec in specs:
+        reason = runtime_reason(spec.runtime)
+        build_only = reason is not None and reason.startswith(TRTEXEC_ONLY)  # build with trtexec, cannot run
+        if reason and not build_only:
+            skipped[spec.artifact] = reason
+            continue
+        try:
+            engines_build.build_engine(spec, bundle_dir, out_dir, profile, **device)
+        except EdgekdError as exc:
+            skipped[spec.artifact] = f"build failed: {exc}"
+            continue
+        built[spec.artifact] = spec.path
+        if build_only:
+            skipped[spec.artifact] = f"{reason}; the engine is built at {out_dir / spec.path}"
+    return [engines_build.to_artifact(s, params) for s in specs], skipped, built
+
+
+def _add_gpu_compute(rows: list[dict[str, Any]], out_dir: Path, settings: MeasureSettings, inputs) -> None:
+    """TensorRT rows also get GPU compute time per batch-1 run (CUDA events, input already on the device)."""
+    from edgekd.runtimes.tensorrt_runtime import TensorrtRunner, check_engine
+
+    for row in rows:
+        if row["status"] == "ok" and row["runtime"] == "tensorrt":
+            engine = out_dir / row["path"]
+            row["build"] = check_engine(engine)
+            samples = TensorrtRunner(engine).gpu_compute_ms(inputs[:1], settings.policy.warmup_runs,
+                                                            max(settings.policy.min_runs, 100))  # fmt: skip
+            row["gpu_compute_ms"] = m.summarize_ms(samples).to_dict()
+
+
+def profile_bundle(
+    bundle: Path, profile: Profile, output_dir: Path | None = None, threads: int | None = None
+) -> ProfileResult:
+    """Verify `bundle`, build this profile's engines, measure every artifact, write report.json/.md."""
+    mismatch = device_mismatch_reason(profile)
+    if mismatch and profile.device_class != "mobile":  # mobile rows are labelled host proxies
+        raise EdgekdError(f"profile '{profile.name}' describes another device: {mismatch}. Run `edgekd profile` "
+                          "on that device, or pass -p host to measure this machine")  # fmt: skip
+    bundle = Path(bundle)
+    out_dir = Path(output_dir) if output_dir else bundle.resolve().parent / f"profile-{profile.name}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bundle_dir = open_bundle(bundle, out_dir)
+    manifest = verify_bundle(bundle_dir)
+    inputs, labels, reference = load_eval_samples(bundle_dir, manifest)
+    settings = _settings(manifest, profile, threads)
+    num_classes = int(manifest["task"]["num_classes"])
+    engines, skipped, built = _build_engines(manifest, profile, bundle_dir, out_dir, settings)
+    shipped, not_here = _bundle_artifacts(manifest, profile)
+    rows = measure_rows(shipped, bundle_dir, inputs, labels, settings, num_classes, not_here, reference)
+    engine_rows = measure_rows(engines, out_dir, inputs, labels, settings, num_classes, skipped, reference)
+    engines_build.annotate_execution_precision(engine_rows, out_dir, settings.threads)
+    _add_gpu_compute(engine_rows, out_dir, settings, inputs)
+    for row in engine_rows:
+        if row["format"] == "ort":
+            row.update(proxy=engines_build.proxy_note(profile), mobile=engines_build.mobile_settings(profile))
+    report = _report(manifest, profile, settings, rows + engine_rows, built, bundle_dir)
+    validate_report(report, "the device report")
+    write_report(report, out_dir)
+    return ProfileResult(out_dir, bundle_dir, report)
+
+
+def device_facts() -> dict[str, Any]:
+    """Host facts plus, where TensorRT runs, what engines are tied to (version, GPU, compute capability)."""
+    facts: dict[str, Any] = dict(host_facts())
+    if runtime_reason("tensorrt") is None:
+        from edgekd.runtimes.tensorrt_runtime import device_identity
+
+        facts["tensorrt"] = device_identity()
+    return facts
+
+
+def _report(manifest: dict[str, Any], profile: Profile, settings: MeasureSettings, rows: list[dict[str, Any]],
+            built: dict[str, Any], bundle_dir: Path) -> dict[str, Any]:  # fmt: skip
+    task, teacher = manifest["task"], manifest["teacher"]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run": {
+            "name": manifest["run"],
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "edgekd_version": __version__,
+            "runtime_versions": runtime_versions(),
+            "host": device_facts(),
+            "threads": settings.threads,
+            "recipe_hash": manifest["recipe_hash"],
+            "git_sha": None,
+            "profile": profile.name,
+            "bundle": str(bundle_dir),
+        },
+        "task": {"name": task["name"], "input": manifest["input"], "split": task["split"],
+                 "test_split": manifest["eval_samples"], "eval_batch_size": task["eval_batch_size"]},  # fmt: skip
+        "teacher": {"architecture": teacher["architecture"], "params": teacher["params"],
+                    "accuracy": teacher["accuracy"], "origin": "bundle reference (teacher logits)"},  # fmt: skip
+        "student": {"architecture": manifest["student"]["architecture"], "params": manifest["student"]["params"]},
+        "stages": {"build": {"engines": built, "profile": profile.name}},
+        "recipe": manifest["recipe"],
+        "rows": rows,
+        "estimates": [],
+    }
+
+
+def merge_into(run_report_path: Path, device_report: dict[str, Any]) -> dict[str, Any]:
+    """Add a device report's rows to the run's report: rows of the same artifact and target are replaced,
+    the target's estimates dropped (it is measured now), and the device facts kept under `devices`."""
+    run_report_path = Path(run_report_path)
+    if run_report_path.is_dir():
+        run_report_path = run_report_path / "report.json"
+    report = load_report(run_report_path)
+    if report["run"].get("recipe_hash") != device_report["run"]["recipe_hash"]:
+        raise ReportError(f"report '{run_report_path}' is from another run (recipe hash differs from the "
+                          "bundle's); merge a device report only into the run that made the bundle")  # fmt: skip
+    target = device_report["run"]["profile"]
+    new_keys = {(row["artifact"], row["target"]) for row in device_report["rows"]}
+    report["rows"] = [r for r in report["rows"] if (r["artifact"], r["target"]) not in new_keys]
+    report["rows"] += device_report["rows"]
+    report["estimates"] = [e for e in report.get("estimates", []) if e["target"] != target]
+    report.setdefault("devices", {})[target] = {"measured_at": device_report["run"]["created_at"],
+                                                "host": device_report["run"]["host"],
+                                                "runtime_versions": device_report["run"]["runtime_versions"]}
+    validate_report(report, f"report '{run_report_path}' after merging")
+    if run_report_path.name == "report.json":
+        write_report(report, run_report_path.parent)
+    else:
+        write_json_atomic(run_report_path, report)
+    return report
+
+
+__all__ = ["ProfileResult", "device_facts", "merge_into", "open_bundle", "profile_bundle"]

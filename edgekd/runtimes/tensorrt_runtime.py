@@ -1,0 +1,282 @@
+"""TensorRT: build an engine from the ONNX / QDQ model where it will run, and run it with device buffers.
+
+Engines are specific to the GPU, its compute capability and the TensorRT version, and they are executable
+artifacts. So every engine gets a sidecar `<engine>.json` recording what it was built with and its sha256;
+an engine without a sidecar, with a changed hash, or built for another GPU / TensorRT version is refused
+("rebuild on target"), never loaded.
+
+Build: TensorRT 10 Python API (network from the OnnxParser, one optimization profile over the dynamic
+batch axis, workspace limit through the memory pool limit, a timing cache kept beside the engine, fp16 /
+int8 flags; int8 comes from the QDQ model's scales, no calibrator), or `trtexec` where only that is present.
+Run: torch CUDA tensors as device buffers, `execute_async_v3` on a CUDA stream.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.errors import EdgekdError, MissingDependencyError, StageError
+from edgekd.fileio import atomic_path, sha256_file, write_json_atomic
+from edgekd.hostinfo import nvidia_gpus
+from edgekd.runtimes.base import Runner, Runtime
+
+DEFAULT_WORKSPACE_BYTES = 1 << 30  # 1 GiB: ample for small models, within a Jetson Orin Nano's 8 GB
+TRTEXEC_PATHS = ("trtexec", "/usr/src/tensorrt/bin/trtexec")  # the second is where JetPack puts it
+TRTEXEC_ONLY = "only trtexec is installed"
+
+
+def _version() -> str:
+    import tensorrt
+
+    return tensorrt.__version__
+
+
+def _import_tensorrt():
+    try:
+        import tensorrt
+    except ImportError:
+        raise MissingDependencyError("tensorrt", "tensorrt", "Building or running a TensorRT engine") from None
+    return tensorrt
+
+
+def trtexec_path() -> str | None:
+    for candidate in TRTEXEC_PATHS:
+        found = shutil.which(candidate)
+        if found:
+            return found
+    return None
+
+
+def tensorrt_unavailable_reason() -> str | None:
+    """None when engines can be built and run here, else a sentence saying why not."""
+    if not nvidia_gpus():
+        return "no NVIDIA GPU on this machine (nvidia-smi lists none); TensorRT engines are built on the target"
+    try:
+        _version()
+    except ImportError:
+        if trtexec_path() is None:
+            return 'TensorRT is not installed: pip install "edgekd[tensorrt]" (on a Jetson it comes with JetPack)'
+        return f"{TRTEXEC_ONLY}: engines can be built, but running them needs the tensorrt Python package"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "torch has no CUDA here, so there are no device buffers: install a CUDA build of torch"
+    return None
+
+
+def device_identity() -> dict[str, str]:
+    """What an engine is tied to: TensorRT version, GPU name and compute capability."""
+    gpu = nvidia_gpus()[0] if nvidia_gpus() else {}
+    try:
+        version = _version()
+    except ImportError:
+        version = _trtexec_version()
+    version = ".".join(version.split(".")[:3])  # the wheel says 10.3.0.30, trtexec says 10.3.0: same engine format
+    return {"tensorrt_version": version, "gpu": gpu.get("name", ""), "compute_capability": gpu.get("compute_cap", "")}
+
+
+def _trtexec_version() -> str:
+    path = trtexec_path()
+    if path is None:
+        return ""
+    out = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=60).stdout
+    for token in out.split():  # "[TensorRT v100300]"
+        if token.startswith("v") and token.rstrip("]")[1:].isdigit():
+            code = int(token.rstrip("]")[1:])
+            return f"{code // 10000}.{code // 100 % 100}.{code % 100}"
+    return ""
+
+
+def sidecar_path(engine_path: Path) -> Path:
+    return engine_path.with_suffix(".json")
+
+
+def build_engine(
+    onnx_path: Path,
+    engine_path: Path,
+    precision: str,
+    input_name: str,
+    sample_shape: tuple[int, ...],
+    max_batch: int,
+    workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
+) -> dict[str, Any]:
+    """Build `engine_path` from `onnx_path` for batch sizes 1..max_batch; write and return the sidecar."""
+    reason = tensorrt_unavailable_reason()
+    if reason and not reason.startswith(TRTEXEC_ONLY):
+        raise StageError(f"build: TensorRT engine {engine_path.name}: {reason}")
+    if precision not in ("fp32", "fp16", "int8"):
+        raise StageError(f"build: TensorRT precision must be fp32, fp16 or int8, not '{precision}'")
+    shapes = {"min": (1, *sample_shape), "opt": (1, *sample_shape), "max": (max_batch, *sample_shape)}
+    cache = engine_path.parent / "timing.cache"
+    try:
+        _import_tensorrt()
+        builder = "python-api"
+        _build_with_api(onnx_path, engine_path, precision, input_name, shapes, workspace_bytes, cache)
+    except MissingDependencyError:
+        builder = "trtexec"
+        _build_with_trtexec(onnx_path, engine_path, precision, input_name, shapes, workspace_bytes, cache)
+    sidecar = {
+        **device_identity(),
+        "builder": builder,
+        "precision": precision,
+        "onnx_sha256": sha256_file(onnx_path),
+        "engine_sha256": sha256_file(engine_path),
+        "input": {"name": input_name, **{k: list(v) for k, v in shapes.items()}},
+        "workspace_bytes": workspace_bytes,
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    write_json_atomic(sidecar_path(engine_path), sidecar)
+    return sidecar
+
+
+def _build_with_api(onnx_path, engine_path, precision, input_name, shapes, workspace_bytes, cache_path) -> None:
+    trt = _import_tensorrt()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise StageError(f"build: TensorRT could not parse {onnx_path.name}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
+    if precision in ("fp16", "int8"):
+        config.set_flag(trt.BuilderFlag.FP16)  # int8 engines keep fp16 for layers outside Q/DQ pairs
+    if precision == "int8":
+        config.set_flag(trt.BuilderFlag.INT8)  # scales come from the QDQ nodes (explicit quantization)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(input_name, shapes["min"], shapes["opt"], shapes["max"])
+    config.add_optimization_profile(profile)
+    cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise StageError(f"build: TensorRT failed to build an engine from {onnx_path.name} (see the log above)")
+    with atomic_path(engine_path) as tmp:
+        tmp.write_bytes(memoryview(serialized))
+    with atomic_path(cache_path) as tmp:
+        tmp.write_bytes(memoryview(config.get_timing_cache().serialize()))
+
+
+def _build_with_trtexec(onnx_path, engine_path, precision, input_name, shapes, workspace_bytes, cache_path) -> None:
+    path = trtexec_path()
+    if path is None:
+        raise MissingDependencyError("tensorrt", "tensorrt", "Building a TensorRT engine")
+
+    def dims(shape: tuple[int, ...]) -> str:
+        return f"{input_name}:{'x'.join(str(d) for d in shape)}"
+
+    with atomic_path(engine_path) as tmp:
+        args = [path, f"--onnx={onnx_path}", f"--saveEngine={tmp}", f"--minShapes={dims(shapes['min'])}",
+                f"--optShapes={dims(shapes['opt'])}", f"--maxShapes={dims(shapes['max'])}",
+                f"--memPoolSize=workspace:{workspace_bytes // (1 << 20)}M", f"--timingCacheFile={cache_path}",
+                "--skipInference"]  # fmt: skip
+        args += {"fp32": [], "fp16": ["--fp16"], "int8": ["--fp16", "--int8"]}[precision]
+        done = subprocess.run(args, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise StageError(f"build: trtexec failed on {onnx_path.name}: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+
+def check_engine(engine_path: Path, allowed_sha256: set[str] = frozenset()) -> dict[str, Any]:
+    """Refuse an engine that was not built here (no sidecar, changed bytes) unless its hash is in
+    `allowed_sha256` (from a verified manifest), or that was built for another GPU / TensorRT version."""
+    sidecar_file = sidecar_path(engine_path)
+    if not sidecar_file.is_file():
+        raise EdgekdError(f"engine {engine_path} has no build record ({sidecar_file.name}); engines are code: "
+                          "rebuild on target with `edgekd profile BUNDLE -p PROFILE`")  # fmt: skip
+    sidecar = json.loads(sidecar_file.read_text(encoding="utf-8"))
+    actual = sha256_file(engine_path)
+    if actual != sidecar.get("engine_sha256") and actual not in allowed_sha256:
+        raise EdgekdError(f"engine {engine_path} does not match its build record (sha256 {actual[:12]}…); "
+                          "refusing to load it: rebuild on target")  # fmt: skip
+    here = device_identity()
+    for key in ("tensorrt_version", "gpu", "compute_capability"):
+        if sidecar.get(key) != here[key]:
+            raise EdgekdError(f"engine {engine_path.name} was built for {key.replace('_', ' ')} "
+                              f"'{sidecar.get(key)}', this machine has '{here[key]}': rebuild on target")  # fmt: skip
+    return sidecar
+
+
+class TensorrtRunner:
+    """Runs a checked engine on batches of numpy input through torch CUDA buffers on one stream."""
+
+    def __init__(self, engine_path: Path):
+        import torch
+
+        trt = _import_tensorrt()
+        self._torch = torch
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._engine = trt.Runtime(self._logger).deserialize_cuda_engine(engine_path.read_bytes())
+        if self._engine is None:
+            raise EdgekdError(f"TensorRT could not deserialize {engine_path.name}: rebuild on target")
+        self._context = self._engine.create_execution_context()
+        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+        inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self._input, self._outputs = inputs[0], [n for n in names if n not in inputs]
+        self._dtypes = {n: np.dtype(trt.nptype(self._engine.get_tensor_dtype(n))) for n in names}
+        self._stream = torch.cuda.Stream()
+        self._device_input = None
+
+    def _buffer(self, shape, dtype: np.dtype):
+        torch_dtype = self._torch.from_numpy(np.empty(0, dtype)).dtype
+        return self._torch.empty(tuple(shape), dtype=torch_dtype, device="cuda")
+
+    def stage(self, batch: np.ndarray) -> list:
+        """Copy `batch` to the device and bind every tensor; returns the output buffers."""
+        batch = np.ascontiguousarray(batch, dtype=self._dtypes[self._input])
+        with self._torch.cuda.stream(self._stream):  # buffers belong to the stream the engine runs on
+            self._device_input = self._torch.from_numpy(batch).to("cuda")
+            self._context.set_input_shape(self._input, batch.shape)
+            self._context.set_tensor_address(self._input, self._device_input.data_ptr())
+            outputs = []
+            for name in self._outputs:
+                out = self._buffer(self._context.get_tensor_shape(name), self._dtypes[name])
+                self._context.set_tensor_address(name, out.data_ptr())
+                outputs.append(out)
+        return outputs
+
+    def execute(self) -> None:
+        if not self._context.execute_async_v3(self._stream.cuda_stream):
+            raise EdgekdError("TensorRT execute_async_v3 failed")
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        outputs = self.stage(batch)
+        self.execute()
+        self._stream.synchronize()
+        return outputs[0].cpu().numpy().astype(np.float32)
+
+    def gpu_compute_ms(self, batch: np.ndarray, warmup_runs: int, runs: int) -> list[float]:
+        """Per-run GPU time from CUDA events around the kernel launch alone, input already on the device:
+        what trtexec reports as 'GPU Compute Time'."""
+        self.stage(batch)
+        for _ in range(warmup_runs):
+            self.execute()
+        samples = []
+        for _ in range(runs):
+            start, end = self._torch.cuda.Event(enable_timing=True), self._torch.cuda.Event(enable_timing=True)
+            start.record(self._stream)
+            self.execute()
+            end.record(self._stream)
+            end.synchronize()
+            samples.append(start.elapsed_time(end))
+        return samples
+
+
+def _load(path: Path, threads: int) -> Runner:
+    """Load an engine built here (its sidecar matches this GPU and TensorRT); `threads` does not apply."""
+    reason = tensorrt_unavailable_reason()
+    if reason:
+        raise EdgekdError(f"cannot run TensorRT engine {path.name}: {reason}")
+    check_engine(path)
+    return TensorrtRunner(path)
+
+
+RUNTIME = Runtime(name="tensorrt", package="tensorrt", extra="tensorrt", version=_version, load=_load,
+                  check=tensorrt_unavailable_reason)
