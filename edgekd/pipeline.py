@@ -90,16 +90,20 @@ def distill_and_export(
     skipped = {"student-openvino-fp32": openvino_reason} if recipe.build.openvino and openvino_reason else {}
 
     step("measure")
+    ms = recipe.measure
     settings = MeasureSettings(
-        policy=m.TimingPolicy(recipe.measure.warmup_runs, recipe.measure.min_runs, recipe.measure.min_seconds),
-        throughput_batch_size=recipe.measure.throughput_batch_size,
-        eval_batch_size=recipe.measure.eval_batch_size,
+        policy=m.timing_policy(ms.preset, ms.warmup_runs, ms.min_runs, ms.min_seconds),
+        throughput_batch_size=ms.throughput_batch_size,
+        eval_batch_size=ms.eval_batch_size,
         threads=threads,
+        batch_sizes=(1, ms.throughput_batch_size),  # the host profile's [1, 64] unless the recipe says otherwise
+        isolation=ms.isolation,
+        preset=ms.preset,
     )
     rows = measure_rows(artifacts, run_dir, task.x_test, task.y_test, settings, task.num_classes, skipped)
     _mark_parity_failure(rows, stages["export"]["parity"])
     stages["total_seconds"] = round(time.perf_counter() - started, 3)
-    report = build_report(recipe, task, stages, rows, threads)
+    report = build_report(recipe, task, stages, rows, threads, measurement=settings.describe())
     write_report(report, run_dir)
     return RunResult(run_dir, report)
 

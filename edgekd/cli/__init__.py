@@ -10,7 +10,7 @@ import sys
 import typer
 from rich.console import Console
 
-from edgekd.cli import distill_and_export_cmd, gate_cmd
+from edgekd.cli import distill_and_export_cmd, gate_cmd, report_cmd
 from edgekd.errors import EdgekdError
 
 app = typer.Typer(
@@ -32,6 +32,7 @@ def _root(
 
 app.command("distill-and-export")(distill_and_export_cmd.distill_and_export)
 app.command("gate")(gate_cmd.gate)
+app.command("report")(report_cmd.report)
 
 
 def main(argv: list[str] | None = None) -> None:
