@@ -111,8 +111,8 @@ def estimate_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     return [row for row in report["rows"] if is_estimate(row)]
 
 
-COLUMNS = ("artifact", "target", "runtime", "precision", "status", "size", "params", "MFLOPs", "accuracy",
-           "drop (pts)", "agree", "KL", "p50 ms", "p90 ms", "p99 ms", "cv", "thru/s", "peak RSS", "flags")  # fmt: skip
+COLUMNS = ("artifact", "target", "runtime", "precision", "status", "flags", "size", "params", "MFLOPs", "accuracy",
+           "drop (pts)", "agree", "KL", "p50 ms", "p90 ms", "p99 ms", "cv", "thru/s", "peak RSS")  # fmt: skip
 
 
 def _fmt(value: Any, spec: str, scale: float = 1.0) -> str:
@@ -124,12 +124,14 @@ def _cells(row: dict[str, Any]) -> list[str]:
             row["precision"] + (f" ({row['quantization']})" if row.get("quantization") else "")]  # fmt: skip
     if row["status"] != "ok":
         return [*head, f"{row['status']}: {row['reason']}"] + [""] * (len(COLUMNS) - len(head) - 1)
+    flags = ", ".join(flag["code"] for flag in row.get("flags", []))
     lat = row["latency_ms"]
     fidelity = row.get("fidelity") or {}
     memory = row.get("memory") or {}
     return [
         *head,
         "ok",
+        flags,
         human_bytes(row["size_bytes"]),
         f"{row['params']:,}",
         _fmt(row.get("flops"), ".3f", 1e-6),
@@ -143,7 +145,6 @@ def _cells(row: dict[str, Any]) -> list[str]:
         _fmt(lat.get("cv"), ".0%"),
         f"{row['throughput_per_s']:,.0f} (b{row.get('batch_size', '?')})",
         "-" if memory.get("peak_rss_bytes") is None else human_bytes(memory["peak_rss_bytes"]),
-        ", ".join(flag["code"] for flag in row.get("flags", [])),
     ]
 
 

@@ -99,7 +99,7 @@ def _nice_log_ticks(lo: float, hi: float) -> list[float]:
     return ticks or [lo, hi]
 
 
-def pareto_svg(report: dict[str, Any], width: int = 900, height: int = 460) -> str:
+def pareto_svg(report: dict[str, Any], width: int = 1000, height: int = 480) -> str:
     """Latency (log x) against accuracy (y); marker area grows with size on disk; colour = target."""
     points = _points(report)
     if not points:
@@ -107,7 +107,7 @@ def pareto_svg(report: dict[str, Any], width: int = 900, height: int = 460) -> s
     left, right, top, bottom = 70, 190, 20, 50
     p50s = [p["row"]["latency_ms"]["p50"] for p in points]
     accs = [p["accuracy"] * 100 for p in points]
-    x_lo, x_hi = min(p50s) / 1.3, max(p50s) * 1.3
+    x_lo, x_hi = min(p50s) / 1.6, max(p50s) * 1.6
     y_pad = max((max(accs) - min(accs)) * 0.12, 0.5)
     y_lo, y_hi = min(accs) - y_pad, min(max(accs) + y_pad, 100.5)
     sizes = [p["row"].get("size_bytes") or 0 for p in points]
@@ -147,11 +147,17 @@ def pareto_svg(report: dict[str, Any], width: int = 900, height: int = 460) -> s
         path = " ".join(f"{sx(p['row']['latency_ms']['p50']):.1f},{sy(p['accuracy'] * 100):.1f}" for p in front)
         parts.append(f'<polyline points="{path}" fill="none" stroke="#8c959f" stroke-width="1.5" '
                      'stroke-dasharray="5 4"/>')  # fmt: skip
-    placed: list[tuple[float, float, float, float]] = []
+    def radius_of(size: float) -> float:
+        return 4 + 14 * math.sqrt(size / max_size)
+
+    # labels avoid every marker and every label placed before them
+    placed = [(sx(p["row"]["latency_ms"]["p50"]) - radius_of(s), sy(p["accuracy"] * 100) - radius_of(s),
+               sx(p["row"]["latency_ms"]["p50"]) + radius_of(s), sy(p["accuracy"] * 100) + radius_of(s))
+              for p, s in zip(points, sizes, strict=True)]  # fmt: skip
     for point, size in sorted(zip(points, sizes, strict=True), key=lambda ps: -ps[1]):  # big markers below
         row = point["row"]
         x, y = sx(row["latency_ms"]["p50"]), sy(point["accuracy"] * 100)
-        radius = 4 + 14 * math.sqrt(size / max_size)
+        radius = radius_of(size)
         c = colour[row.get("target", "-")]
         title = escape(f"{row['artifact']} on {row.get('target', '-')}: p50 {row['latency_ms']['p50']:.3f} ms, "
                        f"accuracy {point['accuracy'] * 100:.2f}%, {human_bytes(size)}"
@@ -159,8 +165,9 @@ def pareto_svg(report: dict[str, Any], width: int = 900, height: int = 460) -> s
         style = (f'fill="none" stroke="{c}" stroke-width="2" stroke-dasharray="3 2"' if point["estimate"]
                  else f'fill="{c}" fill-opacity="0.55" stroke="{c}" stroke-width="1.2"')  # fmt: skip
         parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius:.1f}" {style}><title>{title}</title></circle>')
-        label = row["artifact"] + (" (est.)" if point["estimate"] else "")
-        parts.append(_place_label(label, x, y, radius, placed, (left, width - right + 180, top, height - bottom)))
+        label = row["artifact"] + (f" @{row.get('target', '-')}" if len(targets) > 1 else "")
+        label += " (est.)" if point["estimate"] else ""
+        parts.append(_place_label(label, x, y, radius, placed, (left, width - right, top, height - bottom)))
     legend_x = width - right + 14
     parts.append(f'<text x="{legend_x}" y="{top + 12}" font-size="12" font-weight="600">target</text>')
     for i, target in enumerate(targets):
@@ -186,7 +193,7 @@ def _place_label(text: str, x: float, y: float, radius: float, placed: list[tupl
     """Put a label beside its marker where it overlaps no label placed before (right, left, above, below...)."""
     w, h = 6.3 * len(text), 12.0
     offsets = [(radius + 4, 4), (-radius - 4 - w, 4), (-w / 2, -radius - 5), (-w / 2, radius + 13)]
-    offsets += [(radius + 4, 4 + k * 13) for k in (1, -1, 2, -2, 3, -3)]
+    offsets += [(dx, 4 + k * 13) for k in (1, -1, 2, -2, 3, -3) for dx in (radius + 4, -radius - 4 - w)]
     x_min, x_max, y_min, y_max = bounds
     choice = offsets[0]
     for dx, dy in offsets:
@@ -198,7 +205,12 @@ def _place_label(text: str, x: float, y: float, radius: float, placed: list[tupl
             break
     dx, dy = choice
     placed.append((x + dx, y + dy - h + 2, x + dx + w, y + dy + 2))
-    return f'<text x="{x + dx:.1f}" y="{y + dy:.1f}" font-size="11" fill="#24292f">{escape(text)}</text>'
+    leader = ""
+    if offsets.index(choice) >= 4:  # moved away from its marker: a thin line says whose label it is
+        end_x = x + dx if dx > 0 else x + dx + w
+        leader = (f'<line x1="{x:.1f}" y1="{y:.1f}" x2="{end_x:.1f}" y2="{y + dy - 4:.1f}" stroke="#8c959f" '
+                  'stroke-width="0.8"/>')  # fmt: skip
+    return leader + f'<text x="{x + dx:.1f}" y="{y + dy:.1f}" font-size="11" fill="#24292f">{escape(text)}</text>'
 
 
 def _stage_bar(cells: list[str], scale: float) -> str:
@@ -248,7 +260,7 @@ def render_html(report: dict[str, Any]) -> str:
             '<p class="note">Latency at batch 1 (ms); throughput at the batch size shown; drop in points against the '
             "teacher; agree = top-1 agreement with the teacher; KL = mean KL(teacher || row); cv = std / mean of "
             "the latency. Yellow rows carry a flag, red rows were not measured.</p>",
-            _table(COLUMNS, [_cells(r) for r in measured], classes, left=4),
+            _table(COLUMNS, [_cells(r) for r in measured], classes, left=6),
             _stage_section(report)]  # fmt: skip
     through = throughput_lines(report)
     if through:
