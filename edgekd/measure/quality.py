@@ -4,6 +4,9 @@ The drop against the teacher is split along the chain an artifact was made by (i
 teacher -> PyTorch student is the distillation gap, -> ONNX fp32 the export drift, -> INT8 / fp16 variants the
 quantization drop, -> an engine (OpenVINO, TensorRT) the engine drift. Each step is the accuracy of the parent
 minus that of the child on the same held-out samples, so the steps add up to the total drop exactly.
+A step that changes precision and engine at once (an INT8 OpenVINO IR made from the fp32 ONNX) counts as
+quantization: the precision change is the larger cause by far. A chain through an artifact that was not
+measured is not split at all (`None`), because the unmeasured step would hide inside its neighbour.
 """
 
 from __future__ import annotations
