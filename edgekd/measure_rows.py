@@ -138,16 +138,17 @@ def _row_figures(artifact: Artifact, run_dir: Path, result: dict[str, Any], acc:
         "memory": result["memory"],
         "isolation": result["isolation"],
         "load_seconds": result["load_seconds"],
-        "execution_precision": result["execution_precision"],
         "flags": [],
     }
+    if result["execution_precision"] is not None:  # only where the runtime says what it computes in
+        figures["execution_precision"] = result["execution_precision"]
     if artifact.format == "onnx":
         figures.update(count_macs(run_dir / artifact.path).to_dict(), flops_counted_from=artifact.name)
     if m.LatencyStats(**result["latency_ms"]).noisy:
         cv = result["latency_ms"]["cv"]
         figures["flags"].append(_flag("noisy", f"latency spread is {cv:.0%} of the mean (> {m.NOISY_CV:.0%}): "
                                                "the machine was busy; re-measure before trusting small differences"))
-    mismatch = precision_mismatch(artifact.precision, result["execution_precision"])
+    mismatch = precision_mismatch(artifact.precision, figures.get("execution_precision"))
     if mismatch:
         figures["flags"].append(_flag("precision-mismatch", mismatch))
     return figures

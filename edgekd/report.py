@@ -108,7 +108,17 @@ def measured_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def estimate_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    return [row for row in report["rows"] if is_estimate(row)]
+    """Estimate rows and the report's `estimates` list (roofline lower bounds for targets not at hand)."""
+    return [row for row in report["rows"] if is_estimate(row)] + list(report.get("estimates", []))
+
+
+def estimate_latency(row: dict[str, Any]) -> tuple[float | None, bool]:
+    """(estimated batch-1 latency in ms, whether it is only a lower bound)."""
+    p50 = (row.get("latency_ms") or {}).get("p50")
+    if p50 is not None:
+        return p50, False
+    bound = row.get("latency_ms_lower_bound")
+    return bound, bound is not None
 
 
 COLUMNS = ("artifact", "target", "runtime", "precision", "status", "flags", "size", "params", "MFLOPs", "accuracy",
@@ -225,14 +235,15 @@ def flag_lines(report: dict[str, Any]) -> list[str]:
             for row in measured_rows(report) for flag in row.get("flags", [])]  # fmt: skip
 
 
-ESTIMATE_COLUMNS = ("artifact", "target", "runtime", "precision", "p50 ms (est.)", "thru/s (est.)", "basis")
+ESTIMATE_COLUMNS = ("artifact", "target", "runtime", "precision", "latency ms (est.)", "bound", "basis")
 
 
 def estimate_cells(row: dict[str, Any]) -> list[str]:
-    latency = row.get("latency_ms") or {}
-    basis = row.get("estimate_basis") or row.get("reason") or "estimate"
-    return [row["artifact"], row.get("target", "-"), row.get("runtime", "-"), row.get("precision", "-"),
-            _fmt(latency.get("p50"), ".3f"), _fmt(row.get("throughput_per_s"), ",.0f"), str(basis)]  # fmt: skip
+    latency, lower_bound = estimate_latency(row)
+    shown = "-" if latency is None else (">= " if lower_bound else "") + f"{latency:.4g}"
+    basis = row.get("basis") or row.get("estimate_basis") or row.get("reason") or "estimate"
+    return [row["artifact"], row.get("target", "-"), row.get("runtime", "-"), row.get("precision", "-"), shown,
+            row.get("bound", "-"), str(basis)]  # fmt: skip
 
 
 def _md_table(columns: tuple[str, ...] | list[str], rows: list[list[str]]) -> list[str]:

@@ -19,6 +19,7 @@ from edgekd.report import (
     _method_line,
     _summary_lines,
     estimate_cells,
+    estimate_latency,
     estimate_rows,
     flag_lines,
     human_bytes,
@@ -64,23 +65,25 @@ def _table(columns: list[str] | tuple[str, ...], rows: list[list[str]], classes:
 
 
 def _points(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Plot points: every measured ok row, and every estimate with a latency (accuracy from a measured row of
-    the same artifact when the estimate carries none)."""
+    """Plot points: every measured ok row, and every estimate with a latency. An estimate's accuracy is that of
+    the measured row of the same artifact where there is one, else None (drawn in the band below the plot)."""
     measured = [r for r in measured_rows(report) if r["status"] == "ok"]
     accuracy_of = {r["artifact"]: r["accuracy"] for r in measured}
-    points = [{"row": r, "estimate": False, "accuracy": r["accuracy"]} for r in measured]
+    points = [{"name": r["artifact"], "target": r.get("target", "-"), "p50": r["latency_ms"]["p50"],
+               "accuracy": r["accuracy"], "size": r.get("size_bytes") or 0, "estimate": False, "bound": False}
+              for r in measured]  # fmt: skip
     for row in estimate_rows(report):
-        p50 = (row.get("latency_ms") or {}).get("p50")
-        acc = row.get("accuracy", accuracy_of.get(row["artifact"]))
-        if p50 and acc is not None:
-            points.append({"row": row, "estimate": True, "accuracy": acc})
-    return [p for p in points if (p["row"].get("latency_ms") or {}).get("p50", 0) > 0]
+        p50, lower_bound = estimate_latency(row)
+        if p50:
+            points.append({"name": row["artifact"], "target": row.get("target", "-"), "p50": p50,
+                           "accuracy": row.get("accuracy", accuracy_of.get(row["artifact"])),
+                           "size": row.get("size_bytes") or 0, "estimate": True, "bound": lower_bound})  # fmt: skip
+    return [p for p in points if p["p50"] > 0]
 
 
 def _pareto_front(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Measured points no other measured point beats on both latency and accuracy, fastest first."""
-    measured = sorted((p for p in points if not p["estimate"]),
-                      key=lambda p: (p["row"]["latency_ms"]["p50"], -p["accuracy"]))  # fmt: skip
+    measured = sorted((p for p in points if not p["estimate"]), key=lambda p: (p["p50"], -p["accuracy"]))
     front, best = [], -1.0
     for point in measured:
         if point["accuracy"] > best:
@@ -100,91 +103,106 @@ def _nice_log_ticks(lo: float, hi: float) -> list[float]:
 
 
 def pareto_svg(report: dict[str, Any], width: int = 1000, height: int = 480) -> str:
-    """Latency (log x) against accuracy (y); marker area grows with size on disk; colour = target."""
+    """Latency (log x) against accuracy (y); marker area grows with size on disk; colour = target. Estimates
+    without an accuracy sit in a band under the plot, on the same latency axis."""
     points = _points(report)
     if not points:
         return '<p class="note">No measured row to plot.</p>'
-    left, right, top, bottom = 70, 190, 20, 50
-    p50s = [p["row"]["latency_ms"]["p50"] for p in points]
-    accs = [p["accuracy"] * 100 for p in points]
+    banded = [p for p in points if p["accuracy"] is None]
+    band = 56 if banded else 0
+    left, right, top, bottom = 70, 200, 20, 50 + band
+    p50s = [p["p50"] for p in points]
+    accs = [p["accuracy"] * 100 for p in points if p["accuracy"] is not None] or [0.0, 100.0]
     x_lo, x_hi = min(p50s) / 1.6, max(p50s) * 1.6
     y_pad = max((max(accs) - min(accs)) * 0.12, 0.5)
     y_lo, y_hi = min(accs) - y_pad, min(max(accs) + y_pad, 100.5)
-    sizes = [p["row"].get("size_bytes") or 0 for p in points]
-    max_size = max(sizes) or 1
-
+    max_size = max(p["size"] for p in points) or 1
     log_lo, log_span = math.log10(x_lo), math.log10(x_hi) - math.log10(x_lo)
+    plot_bottom, axis_y = height - bottom, height - 50
 
     def sx(v: float) -> float:
         return left + (math.log10(v) - log_lo) / log_span * (width - left - right)
 
-    def sy(v: float) -> float:
-        return top + (y_hi - v) / (y_hi - y_lo) * (height - top - bottom)
+    def sy(point: dict[str, Any]) -> float:
+        if point["accuracy"] is None:
+            return plot_bottom + band / 2 + 4
+        return top + (y_hi - point["accuracy"] * 100) / (y_hi - y_lo) * (plot_bottom - top)
 
-    targets = list(dict.fromkeys(p["row"].get("target", "-") for p in points))
+    def radius_of(point: dict[str, Any]) -> float:
+        return 4 + 14 * math.sqrt(point["size"] / max_size)
+
+    targets = list(dict.fromkeys(p["target"] for p in points))
     colour = {t: PALETTE[i % len(PALETTE)] for i, t in enumerate(targets)}
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" role="img" aria-label="latency against accuracy">',
-             f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" '
+             f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{plot_bottom - top}" '
              'fill="#fbfcfd" stroke="#d0d7de"/>']  # fmt: skip
+    if band:
+        parts.append(f'<rect x="{left}" y="{plot_bottom + 4}" width="{width - left - right}" height="{band - 8}" '
+                     'fill="#f6f8fa" stroke="#d0d7de" stroke-dasharray="4 3"/>'
+                     f'<text x="{left + 6}" y="{plot_bottom + 16}" font-size="10.5" fill="#57606a">estimated '
+                     "latency only: accuracy not measured on these targets</text>")  # fmt: skip
     for tick in _nice_log_ticks(x_lo, x_hi):
         x = sx(tick)
-        parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - bottom}" stroke="#eaeef2"/>'
-                     f'<text x="{x:.1f}" y="{height - bottom + 16}" font-size="11" text-anchor="middle">'
+        parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{axis_y}" stroke="#eaeef2"/>'
+                     f'<text x="{x:.1f}" y="{axis_y + 16}" font-size="11" text-anchor="middle">'
                      f"{tick:g}</text>")  # fmt: skip
     for i in range(6):
         value = y_lo + (y_hi - y_lo) * i / 5
-        y = sy(value)
+        y = top + (y_hi - value) / (y_hi - y_lo) * (plot_bottom - top)
         parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#eaeef2"/>'
                      f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">'
                      f"{value:.1f}</text>")  # fmt: skip
     parts.append(f'<text x="{(left + width - right) / 2}" y="{height - 12}" font-size="12" text-anchor="middle">'
                  "p50 latency at batch 1, ms (log scale) — left is faster</text>"
-                 f'<text transform="translate(16 {(top + height - bottom) / 2}) rotate(-90)" font-size="12" '
+                 f'<text transform="translate(16 {(top + plot_bottom) / 2}) rotate(-90)" font-size="12" '
                  'text-anchor="middle">accuracy, % — up is better</text>')  # fmt: skip
     front = _pareto_front(points)
     if len(front) > 1:
-        path = " ".join(f"{sx(p['row']['latency_ms']['p50']):.1f},{sy(p['accuracy'] * 100):.1f}" for p in front)
+        path = " ".join(f"{sx(p['p50']):.1f},{sy(p):.1f}" for p in front)
         parts.append(f'<polyline points="{path}" fill="none" stroke="#8c959f" stroke-width="1.5" '
                      'stroke-dasharray="5 4"/>')  # fmt: skip
-    def radius_of(size: float) -> float:
-        return 4 + 14 * math.sqrt(size / max_size)
-
     # labels avoid every marker and every label placed before them
-    placed = [(sx(p["row"]["latency_ms"]["p50"]) - radius_of(s), sy(p["accuracy"] * 100) - radius_of(s),
-               sx(p["row"]["latency_ms"]["p50"]) + radius_of(s), sy(p["accuracy"] * 100) + radius_of(s))
-              for p, s in zip(points, sizes, strict=True)]  # fmt: skip
-    for point, size in sorted(zip(points, sizes, strict=True), key=lambda ps: -ps[1]):  # big markers below
-        row = point["row"]
-        x, y = sx(row["latency_ms"]["p50"]), sy(point["accuracy"] * 100)
-        radius = radius_of(size)
-        c = colour[row.get("target", "-")]
-        title = escape(f"{row['artifact']} on {row.get('target', '-')}: p50 {row['latency_ms']['p50']:.3f} ms, "
-                       f"accuracy {point['accuracy'] * 100:.2f}%, {human_bytes(size)}"
-                       + (" (ESTIMATE)" if point["estimate"] else ""))  # fmt: skip
+    placed = [(sx(p["p50"]) - radius_of(p), sy(p) - radius_of(p), sx(p["p50"]) + radius_of(p), sy(p) + radius_of(p))
+              for p in points]  # fmt: skip
+    for point in sorted(points, key=lambda p: -p["size"]):  # big markers first, so small ones stay visible
+        x, y, radius, c = sx(point["p50"]), sy(point), radius_of(point), colour[point["target"]]
+        accuracy = "not measured" if point["accuracy"] is None else f"{point['accuracy'] * 100:.2f}%"
+        kind = (" (ESTIMATE, lower bound)" if point["bound"] else " (ESTIMATE)") if point["estimate"] else ""
+        title = escape(f"{point['name']} on {point['target']}: p50 {point['p50']:.4g} ms, accuracy {accuracy}, "
+                       f"{human_bytes(point['size'])}{kind}")  # fmt: skip
         style = (f'fill="none" stroke="{c}" stroke-width="2" stroke-dasharray="3 2"' if point["estimate"]
                  else f'fill="{c}" fill-opacity="0.55" stroke="{c}" stroke-width="1.2"')  # fmt: skip
         parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius:.1f}" {style}><title>{title}</title></circle>')
-        label = row["artifact"] + (f" @{row.get('target', '-')}" if len(targets) > 1 else "")
-        label += " (est.)" if point["estimate"] else ""
-        parts.append(_place_label(label, x, y, radius, placed, (left, width - right, top, height - bottom)))
-    legend_x = width - right + 14
-    parts.append(f'<text x="{legend_x}" y="{top + 12}" font-size="12" font-weight="600">target</text>')
+        label = point["name"] + (f" @{point['target']}" if len(targets) > 1 else "")
+        label += (" (est. ≥)" if point["bound"] else " (est.)") if point["estimate"] else ""
+        area = (left, width - right, top, plot_bottom) if point["accuracy"] is not None else \
+            (left, width - right, plot_bottom + 18, plot_bottom + band)  # fmt: skip
+        parts.append(_place_label(label, x, y, radius, placed, area))
+    parts.append(_legend(width - right + 14, top, targets, colour, any(p["estimate"] for p in points)))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _legend(x: float, top: float, targets: list[str], colour: dict[str, str], estimates: bool) -> str:
+    parts = [f'<text x="{x}" y="{top + 12}" font-size="12" font-weight="600">target</text>']
     for i, target in enumerate(targets):
         y = top + 30 + i * 18
-        parts.append(f'<circle cx="{legend_x + 6}" cy="{y - 4}" r="5" fill="{colour[target]}"/>'
-                     f'<text x="{legend_x + 16}" y="{y}" font-size="12">{escape(target)}</text>')  # fmt: skip
+        parts.append(f'<circle cx="{x + 6}" cy="{y - 4}" r="5" fill="{colour[target]}"/>'
+                     f'<text x="{x + 16}" y="{y}" font-size="12">{escape(target)}</text>')  # fmt: skip
     y = top + 40 + len(targets) * 18
-    parts.append(f'<circle cx="{legend_x + 6}" cy="{y - 4}" r="5" fill="#57606a" fill-opacity="0.55"/>'
-                 f'<text x="{legend_x + 16}" y="{y}" font-size="12">measured</text>'
-                 f'<circle cx="{legend_x + 6}" cy="{y + 14}" r="5" fill="none" stroke="#57606a" stroke-width="2" '
-                 f'stroke-dasharray="3 2"/><text x="{legend_x + 16}" y="{y + 18}" font-size="12">estimate</text>'
-                 f'<line x1="{legend_x}" y1="{y + 32}" x2="{legend_x + 12}" y2="{y + 32}" stroke="#8c959f" '
-                 f'stroke-dasharray="5 4" stroke-width="1.5"/><text x="{legend_x + 16}" y="{y + 36}" '
+    parts.append(f'<circle cx="{x + 6}" cy="{y - 4}" r="5" fill="#57606a" fill-opacity="0.55"/>'
+                 f'<text x="{x + 16}" y="{y}" font-size="12">measured</text>')  # fmt: skip
+    if estimates:
+        y += 18
+        parts.append(f'<circle cx="{x + 6}" cy="{y - 4}" r="5" fill="none" stroke="#57606a" stroke-width="2" '
+                     f'stroke-dasharray="3 2"/><text x="{x + 16}" y="{y}" font-size="12">estimate (≥: lower '
+                     "bound)</text>")  # fmt: skip
+    parts.append(f'<line x1="{x}" y1="{y + 14}" x2="{x + 12}" y2="{y + 14}" stroke="#8c959f" '
+                 f'stroke-dasharray="5 4" stroke-width="1.5"/><text x="{x + 16}" y="{y + 18}" '
                  'font-size="12">Pareto front</text>'
-                 f'<text x="{legend_x}" y="{y + 56}" font-size="11" fill="#57606a">'
+                 f'<text x="{x}" y="{y + 38}" font-size="11" fill="#57606a">'
                  "marker area ~ size on disk</text>")  # fmt: skip
-    parts.append("</svg>")
     return "".join(parts)
 
 
@@ -198,7 +216,7 @@ def _place_label(text: str, x: float, y: float, radius: float, placed: list[tupl
     choice = offsets[0]
     for dx, dy in offsets:
         box = (x + dx, y + dy - h + 2, x + dx + w, y + dy + 2)
-        inside = box[0] >= x_min and box[2] <= x_max and box[1] >= y_min and box[3] <= y_max + 30
+        inside = box[0] >= x_min and box[2] <= x_max and box[1] >= y_min and box[3] <= y_max
         clear = all(box[2] < b[0] or box[0] > b[2] or box[3] < b[1] or box[1] > b[3] for b in placed)
         if inside and clear:
             choice = (dx, dy)

@@ -41,13 +41,14 @@ def test_schema_rejects_a_broken_row(quick_run):
 
 
 def _with_estimate(report: dict) -> dict:
+    """The report plus roofline estimates as the profile stage writes them: a list beside the rows."""
     report = copy.deepcopy(report)
-    report["rows"].append({
-        "artifact": "student-onnx-fp32", "path": "student.onnx", "format": "onnx", "runtime": "tensorrt",
-        "precision": "fp16", "target": "jetson-orin-nano", "status": "estimated", "reason": "", "estimate": True,
-        "estimate_basis": "roofline: 0.05 MFLOPs at 2.6 TFLOP/s fp16, 17 KiB at 68 GB/s",
-        "latency_ms": {"p50": 0.004, "p90": 0.004, "p99": 0.004, "mean": 0.004},
-    })  # fmt: skip
+    report["estimates"] = [{
+        "artifact": "student-tensorrt-fp16", "target": "jetson-orin-nano", "runtime": "tensorrt", "precision": "fp16",
+        "estimate": True, "latency_ms_lower_bound": 0.0021, "bound": "memory", "flops": 47360, "bytes": 20000,
+        "peak_ops_per_s": 2.6e12, "memory_bandwidth_bytes_per_s": 68e9,
+        "basis": "roofline lower bound at batch 1; not a measurement",
+    }]  # fmt: skip
     validate_report(report, "report with an estimate")
     return report
 
@@ -60,7 +61,8 @@ def test_html_is_self_contained_and_draws_estimates_apart(quick_run):
     measured, _, estimates = page.partition("Estimates — not measured")
     assert estimates, "estimates have a section of their own"
     assert "jetson-orin-nano" not in measured.split("<h2>Measured</h2>")[1]  # never in the measured table
-    assert 'fill="none"' in page and "(est.)" in page  # hollow marker, labelled
+    assert 'fill="none"' in page and "(est. ≥)" in page  # hollow marker, labelled as a lower bound
+    assert "accuracy not measured on these targets" in page  # no accuracy: drawn in the band, not on the axis
     assert "Accuracy drop against the teacher, by stage" in page
     assert "openvino-throughput" in page
 

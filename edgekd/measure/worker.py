@@ -64,14 +64,25 @@ def _peak_rss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB, macOS bytes
 
 
+def runtime_execution_precision(runtime: str, path: Path, threads: int) -> str | None:
+    """What the runtime says it computes in, where its module can tell (`execution_precision(path, threads)`,
+    as the OpenVINO module offers); None where it cannot."""
+    if runtime != "openvino":
+        return None
+    from edgekd.runtimes import openvino_runtime
+
+    probe = getattr(openvino_runtime, "execution_precision", None)
+    return probe(path, threads) if probe is not None else None
+
+
 def openvino_throughput_mode(path: Path, inputs: np.ndarray, batch_size: int, threads: int, precision: str,
                              policy: TimingPolicy) -> dict[str, Any]:  # fmt: skip
     """OpenVINO's own THROUGHPUT mode: several streams and infer requests in flight (as benchmark_app -hint
-    throughput). Returns samples/s with the streams and requests it chose, and the precision it executes in."""
+    throughput), computing in `precision` ("f32", "bf16", ... — the precision the latency runs used).
+    Returns samples/s with the streams and requests it chose, and the precision it executed in."""
     import openvino as ov
 
-    config = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_NUM_THREADS": threads,
-              "INFERENCE_PRECISION_HINT": OPENVINO_PRECISION_HINTS.get(precision, "f32")}  # fmt: skip
+    config = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision}
     compiled = ov.Core().compile_model(str(path), "CPU", config)
     requests = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
     queue = ov.AsyncInferQueue(compiled, requests)
@@ -113,11 +124,13 @@ def run_job(job: MeasureJob, isolated: bool) -> dict[str, Any]:
     latency = measure_latency(runner, inputs, policy)
     throughput = [{"batch_size": b, "per_s": measure_throughput(runner, inputs, b, policy), "mode": "sync"}
                   for b in job.batch_sizes]  # fmt: skip
-    execution_precision = getattr(runner, "execution_precision", None)  # a runtime may report what it runs
+    path = Path(job.run_dir) / artifact.path
+    execution_precision = runtime_execution_precision(artifact.runtime, path, job.threads)
     if artifact.runtime == "openvino" and job.openvino_throughput:
+        # the same arithmetic as the latency runs: what the runtime reported, else what the artifact asks for
+        hint = (execution_precision or OPENVINO_PRECISION_HINTS.get(artifact.precision, "f32")).split("+")[-1]
         for b in job.batch_sizes:
-            entry = openvino_throughput_mode(Path(job.run_dir) / artifact.path, inputs, b, job.threads,
-                                             artifact.precision, policy)  # fmt: skip
+            entry = openvino_throughput_mode(path, inputs, b, job.threads, hint, policy)
             execution_precision = execution_precision or entry["execution_precision"]
             throughput.append(entry)
     return {
