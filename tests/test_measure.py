@@ -155,3 +155,8 @@ def test_precision_mismatch_rule():
     assert "bf16" in precision_mismatch("fp32", "bf16")
     assert precision_mismatch("int8", "bf16") is None  # float parts of an int8 model may run in another precision
     assert precision_mismatch("fp32", None) is None  # the runtime does not say: nothing to flag
+
+
+def test_an_unresolved_policy_is_refused():
+    with pytest.raises(RecipeError, match="min_runs must be >= 1"):
+        TimingPolicy(0, 0, 0.0)  # the recipe's "0 = preset" passed through without timing_policy()

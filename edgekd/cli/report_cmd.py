@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from enum import StrEnum
 from pathlib import Path
@@ -59,9 +60,9 @@ def _emit(text: str | None, table, output: Path | None) -> None:
         if output is None:
             Console().print(table())
             return
-        console = Console(record=True, width=200, file=open(__import__("os").devnull, "w"))  # noqa: SIM115
+        console = Console(width=200, file=io.StringIO())
         console.print(table())
-        text = console.export_text()
+        text = console.file.getvalue()
     if output is None:
         typer.echo(text, nl=False)
     else:

@@ -27,6 +27,11 @@ class TimingPolicy:
     min_runs: int = 100
     min_seconds: float = 2.0
 
+    def __post_init__(self) -> None:
+        if self.min_runs < 1 or self.warmup_runs < 0 or self.min_seconds < 0:
+            raise RecipeError(f"timing policy {self} is invalid: min_runs must be >= 1, warm-up and seconds >= 0 "
+                              "(a recipe's 0 means the preset's value: resolve with timing_policy())")  # fmt: skip
+
 
 # Documented presets (recipe key `measure.preset`). `quick` keeps a CI run or a test in seconds and is noisy;
 # `default` is what a report should be read from; `thorough` is for a decision between close candidates.
