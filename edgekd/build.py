@@ -89,10 +89,17 @@ def specs_for(profile: Profile, available_sources: Iterable[str]) -> list[Engine
             and s.source in sources]  # fmt: skip
 
 
+# The artifact each ONNX source file is, and what that file was made from: an artifact's `source` names a row,
+# so the stage-by-stage drop can follow the chain.
+SOURCE_ARTIFACTS = {FP32_ONNX: "student-onnx-fp32", QDQ_ONNX: "student-onnx-int8-static"}
+MADE_FROM = {FP32_ONNX: "student", QDQ_ONNX: "student-onnx-fp32"}
+
+
 def to_artifact(spec: EngineSpec, params: int) -> Artifact:
     quantization = "static" if spec.source == QDQ_ONNX else None
+    source = MADE_FROM[spec.source] if spec.is_source else SOURCE_ARTIFACTS[spec.source]
     return Artifact(spec.artifact, "student", spec.path, spec.format, spec.measured_by, spec.precision, params,
-                    quantization=quantization, source=spec.source)  # fmt: skip
+                    quantization=quantization, source=source)  # fmt: skip
 
 
 def build_engine(spec: EngineSpec, source_dir: Path, out_dir: Path, profile: Profile, **device: Any) -> None:

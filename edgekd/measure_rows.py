@@ -1,20 +1,27 @@
 """Measure a list of artifacts from disk into report rows: the measure stage of a run and of `edgekd profile`.
 
 Works from files alone (artifacts, the eval split, optionally the teacher's outputs), so a device with only
-a bundle can produce the same rows as the training machine.
+a bundle can produce the same rows as the training machine. Each artifact is timed in its own process by
+default (`edgekd.measure.worker`); accuracy, fidelity, the stage-by-stage drop and the row flags are computed
+here from the outputs the workers wrote.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgekd import measure as m
-from edgekd.artifacts import Artifact, load_runner
+from edgekd.artifacts import Artifact
 from edgekd.errors import EdgekdError, StageError
+from edgekd.measure.graph import count_macs, files_on_disk
+from edgekd.measure.worker import MeasureJob, run_in_subprocess, run_job
+
+ISOLATION_MODES = ("subprocess", "in-process")
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,42 @@ class MeasureSettings:
     eval_batch_size: int
     threads: int
     target: str = "host"
+    batch_sizes: tuple[int, ...] = ()  # throughput batch sizes (a profile's list); empty: throughput_batch_size
+    isolation: str = "subprocess"  # or "in-process" (debugging: one process, no per-artifact memory figure)
+    preset: str = "custom"  # the timing preset the policy came from, recorded in the report
+    openvino_throughput: bool = True  # also measure OpenVINO's THROUGHPUT mode (streams), labelled as such
+
+    @classmethod
+    def from_recipe(cls, measure: dict[str, Any], threads: int, target: str = "host",
+                    throughput_batch_size: int | None = None) -> MeasureSettings:
+        """Settings from a recipe's [measure] table (a dict, as a bundle's manifest carries it)."""
+        throughput = throughput_batch_size or measure["throughput_batch_size"]
+        return cls(
+            policy=m.timing_policy(measure["preset"], measure["warmup_runs"], measure["min_runs"],
+                                   measure["min_seconds"]),
+            throughput_batch_size=throughput,
+            eval_batch_size=measure["eval_batch_size"],
+            threads=threads,
+            target=target,
+            batch_sizes=(1, throughput),
+            isolation=measure["isolation"],
+            preset=measure["preset"],
+        )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        if self.isolation not in ISOLATION_MODES:
+            raise EdgekdError(f"measure isolation '{self.isolation}' is unknown; use {' or '.join(ISOLATION_MODES)}")
+
+    @property
+    def throughput_batch_sizes(self) -> tuple[int, ...]:
+        return tuple(dict.fromkeys(self.batch_sizes or (self.throughput_batch_size,)))
+
+    def describe(self) -> dict[str, Any]:
+        """How the rows were measured, for the report's `measurement` section."""
+        return {"preset": self.preset, "policy": asdict(self.policy), "isolation": self.isolation,
+                "threads": self.threads, "batch_sizes": list(self.throughput_batch_sizes),
+                "eval_batch_size": self.eval_batch_size, "noisy_cv": m.NOISY_CV,
+                "percentiles": "nearest rank", "clock": "time.perf_counter_ns"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -47,38 +90,128 @@ def measure_rows(
     """One row per artifact. Without `reference`, the teacher artifact (listed first) provides it."""
     skipped = skipped or {}
     rows = []
-    for artifact in artifacts:
-        row: dict[str, Any] = {"artifact": artifact.name, **artifact.to_dict(), "target": settings.target,
-                               "threads": settings.threads, "batch_size": settings.throughput_batch_size}  # fmt: skip
-        del row["name"]
-        if artifact.name in skipped:
-            rows.append({**row, "status": "skipped", "reason": skipped[artifact.name]})
-            continue
-        try:
-            runner = load_runner(artifact, run_dir, settings.threads, num_classes)
-            logits = m.predict(runner, inputs, settings.eval_batch_size)
-            latency = m.measure_latency(runner, inputs, settings.policy)
-            throughput = m.measure_throughput(runner, inputs, settings.throughput_batch_size, settings.policy)
-        except EdgekdError as exc:
-            rows.append({**row, "status": "failed", "reason": str(exc)})
-            continue
-        except Exception as exc:  # a runtime failing on one artifact must not lose the other rows
-            rows.append({**row, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"})
-            continue
-        acc = m.accuracy(logits, labels)
-        if reference is None and artifact.role == "teacher":
-            reference = TeacherReference(logits, acc)
-        row.update(
-            status="ok",
-            reason="",
-            size_bytes=artifact.size_bytes(run_dir),
-            accuracy=acc,
-            accuracy_drop=None if reference is None else round((reference.accuracy - acc) * 100, 4),
-            teacher_agreement=None if reference is None else m.top1_agreement(logits, reference.logits),
-            latency_ms=latency.to_dict(),
-            throughput_per_s=throughput,
-        )
-        rows.append(row)
+    with tempfile.TemporaryDirectory(prefix="edgekd-measure-") as tmp:
+        workdir = Path(tmp)
+        np.save(workdir / "inputs.npy", inputs)
+        for artifact in artifacts:
+            row: dict[str, Any] = {"artifact": artifact.name, **artifact.to_dict(), "target": settings.target,
+                                   "threads": settings.threads}  # fmt: skip
+            del row["name"]
+            if artifact.name in skipped:
+                rows.append({**row, "status": "skipped", "reason": skipped[artifact.name], "flags": []})
+                continue
+            result = _measure_one(artifact, run_dir, workdir, settings, num_classes)
+            if result["status"] != "ok":
+                rows.append({**row, "status": "failed", "reason": result["reason"], "flags": []})
+                continue
+            outputs = np.load(workdir / f"{artifact.name}.outputs.npy")
+            acc = m.accuracy(outputs, labels)
+            if reference is None and artifact.role == "teacher":
+                reference = TeacherReference(outputs, acc)
+            rows.append({**row, **_row_figures(artifact, run_dir, result, acc, outputs, reference)})
     if reference is None:
         raise StageError("measure: no teacher reference (the teacher could not be measured), so no drop")
+    _add_stage_drops(rows, reference.accuracy)
+    _add_comparison_flags(rows)
     return rows
+
+
+def _measure_one(artifact: Artifact, run_dir: Path, workdir: Path, settings: MeasureSettings,
+                 num_classes: int) -> dict[str, Any]:  # fmt: skip
+    job = MeasureJob(
+        artifact=artifact.to_dict(), run_dir=str(Path(run_dir).resolve()), inputs_path=str(workdir / "inputs.npy"),
+        outputs_path=str(workdir / f"{artifact.name}.outputs.npy"), threads=settings.threads,
+        num_classes=num_classes, eval_batch_size=settings.eval_batch_size, policy=asdict(settings.policy),
+        batch_sizes=list(settings.throughput_batch_sizes), openvino_throughput=settings.openvino_throughput,
+    )  # fmt: skip
+    if settings.isolation == "subprocess":
+        runs = 1 + 2 * len(settings.throughput_batch_sizes)
+        return run_in_subprocess(job, workdir, timeout_s=600 + 30 * runs * settings.policy.min_seconds)
+    try:
+        return run_job(job, isolated=False)
+    except EdgekdError as exc:
+        return {"status": "failed", "reason": str(exc)}
+    except Exception as exc:  # a runtime failing on one artifact must not lose the other rows
+        return {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+
+
+def _row_figures(artifact: Artifact, run_dir: Path, result: dict[str, Any], acc: float, outputs: np.ndarray,
+                 reference: TeacherReference | None) -> dict[str, Any]:  # fmt: skip
+    sync = [t for t in result["throughput"] if t["mode"] == "sync"]
+    largest = max(sync, key=lambda t: t["batch_size"])
+    fidelity = None if reference is None else m.fidelity(outputs, reference.logits)
+    figures = {
+        "status": "ok",
+        "reason": "",
+        "size_bytes": sum(f.stat().st_size for f in files_on_disk(artifact.files(run_dir), artifact.format)),
+        "accuracy": acc,
+        "accuracy_drop": None if reference is None else round((reference.accuracy - acc) * 100, 4),
+        "teacher_agreement": None if fidelity is None else fidelity["top1_agreement"],
+        "fidelity": fidelity,
+        "latency_ms": result["latency_ms"],
+        "throughput_per_s": largest["per_s"],
+        "batch_size": largest["batch_size"],
+        "throughput": result["throughput"],
+        "memory": result["memory"],
+        "isolation": result["isolation"],
+        "load_seconds": result["load_seconds"],
+        "flags": [],
+    }
+    if result["execution_precision"] is not None:  # only where the runtime says what it computes in
+        figures["execution_precision"] = result["execution_precision"]
+    if artifact.format == "onnx":
+        figures.update(count_macs(run_dir / artifact.path).to_dict(), flops_counted_from=artifact.name)
+    if m.LatencyStats(**result["latency_ms"]).noisy:
+        cv = result["latency_ms"]["cv"]
+        figures["flags"].append(_flag("noisy", f"latency spread is {cv:.0%} of the mean (> {m.NOISY_CV:.0%}): "
+                                               "the machine was busy; re-measure before trusting small differences"))
+    mismatch = precision_mismatch(artifact.precision, figures.get("execution_precision"))
+    if mismatch:
+        figures["flags"].append(_flag("precision-mismatch", mismatch))
+    return figures
+
+
+def _flag(code: str, message: str) -> dict[str, str]:
+    return {"code": code, "message": message}
+
+
+# What each requested precision may execute as; a runtime that silently runs fp32 in bf16 breaks the promise.
+_ACCEPTED_EXECUTION = {"fp32": {"f32", "fp32", "float32"}, "fp16": {"f16", "fp16", "float16"}}
+
+
+def precision_mismatch(requested: str, executed: str | None) -> str | None:
+    """A sentence when the runtime reports executing in another precision than the one asked for, else None.
+
+    INT8 artifacts are not checked: their float parts may legitimately run in another precision.
+    """
+    if executed is None or requested not in _ACCEPTED_EXECUTION:
+        return None
+    if executed.lower() in _ACCEPTED_EXECUTION[requested]:
+        return None
+    return f"asked for {requested}, the runtime executes in {executed}: the figures are not {requested} figures"
+
+
+def _add_stage_drops(rows: list[dict[str, Any]], teacher_accuracy: float) -> None:
+    drops = m.drop_by_stage(rows, teacher_accuracy)
+    for row in rows:
+        if row["status"] == "ok":
+            row["drop_by_stage"] = drops.get(row["artifact"])  # None for the teacher and broken chains
+
+
+def _add_comparison_flags(rows: list[dict[str, Any]]) -> None:
+    """Flags that need two rows: an INT8 artifact no faster than its fp32 source on the same target; FLOPs for
+    engine rows taken from the ONNX graph they were built from."""
+    by_key = {(row["artifact"], row["target"]): row for row in rows if row["status"] == "ok"}
+    for row in by_key.values():
+        source = by_key.get((row.get("source"), row["target"]))
+        if source is None:
+            continue
+        if "macs" not in row and "macs" in source:
+            row.update({k: source[k] for k in ("macs", "flops", "counted_nodes", "uncounted_nodes",
+                                               "flops_counted_from")})  # fmt: skip
+        if row["precision"] == "int8" and source["precision"] == "fp32":
+            ratio = row["latency_ms"]["p50"] / source["latency_ms"]["p50"]
+            if ratio >= 1.0:
+                message = (f"p50 is {ratio:.2f}x that of its fp32 source '{source['artifact']}' on "
+                           f"{row['target']}: INT8 does not pay off here")  # fmt: skip
+                row["flags"].append(_flag("int8-not-faster", message))

@@ -55,13 +55,7 @@ def _settings(manifest: dict[str, Any], profile: Profile, threads: int | None) -
     threads = threads or profile.threads or os.cpu_count() or 1
     # the host profile keeps the run's throughput batch so its rows compare 1:1 with the run's report
     throughput = measure["throughput_batch_size"] if profile.device_class == "host" else max(profile.batch_sizes)
-    return MeasureSettings(
-        policy=m.TimingPolicy(measure["warmup_runs"], measure["min_runs"], measure["min_seconds"]),
-        throughput_batch_size=throughput,
-        eval_batch_size=manifest["task"]["eval_batch_size"],
-        threads=min(threads, os.cpu_count() or threads),
-        target=profile.name,
-    )
+    return MeasureSettings.from_recipe(measure, min(threads, os.cpu_count() or threads), profile.name, throughput)
 
 
 def _bundle_artifacts(manifest: dict[str, Any], profile: Profile) -> tuple[list[Artifact], dict[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -98,20 +99,15 @@ def distill_and_export(
     artifacts += _measured_here(engines, profiles)
 
     step("measure")
-    settings = MeasureSettings(
-        policy=m.TimingPolicy(recipe.measure.warmup_runs, recipe.measure.min_runs, recipe.measure.min_seconds),
-        throughput_batch_size=recipe.measure.throughput_batch_size,
-        eval_batch_size=recipe.measure.eval_batch_size,
-        threads=threads,
-    )
+    settings = MeasureSettings.from_recipe(dataclasses.asdict(recipe.measure), threads)
     rows = measure_rows(artifacts, run_dir, task.x_test, task.y_test, settings, task.num_classes, skipped)
     student_params = next(a.params for a in artifacts if a.name == "student")
     rows += _target_rows(profiles, _onnx_sources(recipe), run_dir, task, settings, reference, student_params)
     annotate_execution_precision(rows, run_dir, threads)
     _mark_parity_failure(rows, stages["export"]["parity"])
     stages["total_seconds"] = round(time.perf_counter() - started, 3)
-    report = build_report(recipe, task, stages, rows, threads)
-    report["estimates"] = _estimates(profiles, _onnx_sources(recipe), run_dir)
+    estimates = _estimates(profiles, _onnx_sources(recipe), run_dir)
+    report = build_report(recipe, task, stages, rows, threads, measurement=settings.describe(), estimates=estimates)
     write_report(report, run_dir)
     return RunResult(run_dir, report)
 

@@ -67,9 +67,15 @@ class BuildSection:
 
 @dataclass(frozen=True)
 class MeasureSection:
-    warmup_runs: int = 10
-    min_runs: int = 100
-    min_seconds: float = 1.0
+    # Timing presets (edgekd.measure.timing.TIMING_PRESETS): "quick" for CI and tests (noisy), "default"
+    # (>= 10 warm-up, >= 100 runs and >= 2 s per figure), "thorough" (>= 1000 runs and >= 10 s).
+    preset: str = "default"
+    warmup_runs: int = 0  # 0 = the preset's value; a positive value overrides it
+    min_runs: int = 0  # 0 = the preset's value
+    min_seconds: float = 0.0  # 0 = the preset's value
+    # "subprocess": each artifact timed in a process of its own (honest memory, no shared thread pools);
+    # "in-process" for debugging.
+    isolation: str = "subprocess"
     throughput_batch_size: int = 64
     # Accuracy is computed at this batch size. INT8-dynamic scales depend on the batch's contents, so
     # the figure is only reproducible at the batch size it was computed with; 1 matches deployment.
@@ -106,6 +112,8 @@ class Recipe:
 
 
 QUANTIZE_VARIANTS = ("int8-dynamic", "int8-static")
+MEASURE_PRESETS = ("quick", "default", "thorough")  # keys of edgekd.measure.timing.TIMING_PRESETS
+MEASURE_ISOLATION = ("subprocess", "in-process")
 
 
 def _check_recipe_values(recipe: Recipe) -> None:
@@ -115,7 +123,12 @@ def _check_recipe_values(recipe: Recipe) -> None:
         (recipe.task.val_fraction + recipe.task.test_fraction < 1, "task", "val + test fractions must be < 1"),
         (recipe.distill.temperature > 0, "distill.temperature", "must be > 0"),
         (0 <= recipe.distill.alpha <= 1, "distill.alpha", "must be between 0 and 1"),
-        (recipe.measure.min_runs >= 1, "measure.min_runs", "must be >= 1"),
+        (recipe.measure.min_runs >= 0, "measure.min_runs", "must be >= 0 (0 = the preset's value)"),
+        (recipe.measure.warmup_runs >= 0, "measure.warmup_runs", "must be >= 0 (0 = the preset's value)"),
+        (recipe.measure.min_seconds >= 0, "measure.min_seconds", "must be >= 0 (0 = the preset's value)"),
+        (recipe.measure.preset in MEASURE_PRESETS, "measure.preset", f"must be one of {', '.join(MEASURE_PRESETS)}"),
+        (recipe.measure.isolation in MEASURE_ISOLATION, "measure.isolation",
+         f"must be one of {', '.join(MEASURE_ISOLATION)}"),
         (recipe.measure.throughput_batch_size >= 1, "measure.throughput_batch_size", "must be >= 1"),
         (recipe.measure.eval_batch_size >= 1, "measure.eval_batch_size", "must be >= 1"),
         (recipe.measure.threads >= 0, "measure.threads", "must be >= 0 (0 = one per core)"),

@@ -19,7 +19,7 @@ from edgekd.recipe import Recipe
 from edgekd.runtimes import runtime_versions
 from edgekd.tasks import TaskData
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.x stays additive: every 1.0 report validates against this schema
 
 
 def report_schema() -> dict[str, Any]:
@@ -27,8 +27,11 @@ def report_schema() -> dict[str, Any]:
 
 
 def build_report(
-    recipe: Recipe, task: TaskData, stages: dict[str, Any], rows: list[dict[str, Any]], threads: int
+    recipe: Recipe, task: TaskData, stages: dict[str, Any], rows: list[dict[str, Any]], threads: int,
+    measurement: dict[str, Any] | None = None,
+    estimates: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """Assemble and validate the report; `estimates` (roofline bounds) are kept apart from measured rows."""
     by_name = {row["artifact"]: row for row in rows}
     teacher, student = by_name["teacher"], by_name.get("student", {})
     distill = stages.get("distill", {})
@@ -58,8 +61,10 @@ def build_report(
             else round((student["accuracy"] - labels_only) * 100, 4),
         },
         "stages": stages,
+        "measurement": measurement or {},
         "recipe": recipe.to_dict(),
         "rows": rows,
+        "estimates": estimates or [],
     }
     validate_report(report, "the new report")
     return report
@@ -89,43 +94,95 @@ def load_report(path: Path) -> dict[str, Any]:
 
 
 def write_report(report: dict[str, Any], run_dir: Path) -> None:
+    from edgekd.report_html import render_html
+
     write_json_atomic(run_dir / "report.json", report)
     write_text_atomic(run_dir / "report.md", render_markdown(report))
+    write_text_atomic(run_dir / "report.html", render_html(report))
 
 
-COLUMNS = ("artifact", "runtime", "precision", "status", "size", "params", "accuracy", "drop (pts)",
-           "agree", "p50 ms", "p90 ms", "p99 ms", "thru/s")  # fmt: skip
+def measured_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows hold measurements only; estimates live in the report's `estimates` list, never among them."""
+    return report["rows"]
+
+
+def estimate_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Roofline lower bounds for targets not at hand (absent from reports older than 1.1)."""
+    return list(report.get("estimates", []))
+
+
+COLUMNS = ("artifact", "target", "runtime", "precision", "status", "flags", "size", "params", "MFLOPs", "accuracy",
+           "drop (pts)", "agree", "KL", "p50 ms", "p90 ms", "p99 ms", "cv", "thru/s", "peak RSS")  # fmt: skip
+
+
+def _fmt(value: Any, spec: str, scale: float = 1.0) -> str:
+    return "-" if value is None else format(value * scale, spec)
 
 
 def _cells(row: dict[str, Any]) -> list[str]:
+    head = [row["artifact"], row.get("target", "-"), row["runtime"],
+            row["precision"] + (f" ({row['quantization']})" if row.get("quantization") else "")]  # fmt: skip
     if row["status"] != "ok":
-        return [row["artifact"], row["runtime"], row["precision"], f"{row['status']}: {row['reason']}"] + [""] * 9
+        return [*head, f"{row['status']}: {row['reason']}"] + [""] * (len(COLUMNS) - len(head) - 1)
+    flags = ", ".join(flag["code"] for flag in row.get("flags", []))
     lat = row["latency_ms"]
-    drop = row["accuracy_drop"]
-    agree = row["teacher_agreement"]
+    fidelity = row.get("fidelity") or {}
+    memory = row.get("memory") or {}
     return [
-        row["artifact"],
-        row["runtime"],
-        row["precision"] + (f" ({row['quantization']})" if row.get("quantization") else ""),
+        *head,
         "ok",
-        _human_bytes(row["size_bytes"]),
+        flags,
+        human_bytes(row["size_bytes"]),
         f"{row['params']:,}",
+        _fmt(row.get("flops"), ".3f", 1e-6),
         f"{row['accuracy'] * 100:.2f}%",
-        "-" if drop is None else f"{drop:+.2f}",
-        "-" if agree is None else f"{agree * 100:.1f}%",
+        _fmt(row["accuracy_drop"], "+.2f"),
+        _fmt(row["teacher_agreement"], ".1f", 100) + ("%" if row["teacher_agreement"] is not None else ""),
+        _fmt(fidelity.get("mean_kl"), ".4f"),
         f"{lat['p50']:.3f}",
         f"{lat['p90']:.3f}",
         f"{lat['p99']:.3f}",
-        f"{row['throughput_per_s']:,.0f}",
+        _fmt(lat.get("cv"), ".0%"),
+        f"{row['throughput_per_s']:,.0f} (b{row.get('batch_size', '?')})",
+        "-" if memory.get("peak_rss_bytes") is None else human_bytes(memory["peak_rss_bytes"]),
     ]
 
 
-def _human_bytes(size: int) -> str:
-    for unit in ("B", "KiB", "MiB"):
-        if size < 1024 or unit == "MiB":
+def human_bytes(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GiB"
+
+
+STAGE_LABELS = {"distillation": "distillation gap", "export": "export drift", "quantization": "quantization drop",
+                "engine": "engine drift"}  # fmt: skip
+
+
+def stage_drop_lines(report: dict[str, Any]) -> list[tuple[str, str, list[str], str]]:
+    """(artifact, target, per-stage cells, total) for every measured student row with an unbroken chain."""
+    from edgekd.measure.quality import STAGES
+
+    lines = []
+    for row in measured_rows(report):
+        stages = row.get("drop_by_stage")
+        if row["status"] != "ok" or not stages:
+            continue
+        cells = [f"{stages.get(stage, 0.0):+.2f}" for stage in STAGES]
+        lines.append((row["artifact"], row.get("target", "-"), cells, f"{row['accuracy_drop']:+.2f}"))
+    return lines
+
+
+def _method_line(report: dict[str, Any]) -> str | None:
+    method = report.get("measurement")
+    if not method:
+        return None
+    policy = method["policy"]
+    return (f"timing preset '{method['preset']}': {policy['warmup_runs']} warm-up runs discarded, then at least "
+            f"{policy['min_runs']} runs and {policy['min_seconds']:g} s per figure; {method['isolation']} per "
+            f"artifact; {method['threads']} threads; throughput at batch sizes "
+            f"{', '.join(map(str, method['batch_sizes']))}; percentiles by nearest rank")  # fmt: skip
 
 
 def _summary_lines(report: dict[str, Any]) -> list[str]:
@@ -153,24 +210,81 @@ def _summary_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def throughput_lines(report: dict[str, Any]) -> list[list[str]]:
+    """artifact, target, mode, batch, samples/s, streams: every throughput figure of the measured rows."""
+    lines = []
+    for row in measured_rows(report):
+        for entry in row.get("throughput", []) if row["status"] == "ok" else []:
+            lines.append([row["artifact"], row.get("target", "-"), entry["mode"], str(entry["batch_size"]),
+                          f"{entry['per_s']:,.0f}", str(entry.get("streams", "-"))])  # fmt: skip
+    return lines
+
+
+def flag_lines(report: dict[str, Any]) -> list[str]:
+    return [f"{row['artifact']} on {row.get('target', '-')}: {flag['code']}: {flag['message']}"
+            for row in measured_rows(report) for flag in row.get("flags", [])]  # fmt: skip
+
+
+ESTIMATE_COLUMNS = ("artifact", "target", "runtime", "precision", "latency ms (est.)", "bound", "basis")
+
+
+def estimate_cells(row: dict[str, Any]) -> list[str]:
+    return [row["artifact"], row["target"], row.get("runtime", "-"), row["precision"],
+            f">= {row['latency_ms_lower_bound']:.4g}", row["bound"], row["basis"]]  # fmt: skip
+
+
+def _md_table(columns: tuple[str, ...] | list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in cells) + " |" for cells in rows]
+    return lines + [""]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     lines = [f"# edgekd report: {report['run']['name']}", ""]
     lines += [f"- {line}" for line in _summary_lines(report)]
-    lines += ["", "Latency at batch 1; throughput at the batch size in the JSON row. Accuracy on the "
+    method = _method_line(report)
+    lines += ["", *([f"Method: {method}.", ""] if method else [])]
+    lines += ["## Measured", "", "Latency at batch 1; throughput at the batch size shown. Accuracy on the "
               f"{report['task']['split'].get('test', '?')}-sample test split; drop = teacher minus row, "
-              "in percentage points.", ""]  # fmt: skip
-    lines.append("| " + " | ".join(COLUMNS) + " |")
-    lines.append("|" + "---|" * len(COLUMNS))
-    for row in report["rows"]:
-        lines.append("| " + " | ".join(c.replace("|", "/") for c in _cells(row)) + " |")
-    return "\n".join(lines) + "\n"
+              "in percentage points; agree = top-1 agreement with the teacher; KL = mean KL(teacher || row).", ""]
+    lines += _md_table(COLUMNS, [_cells(row) for row in measured_rows(report)])
+    stage_lines = stage_drop_lines(report)
+    if stage_lines:
+        lines += ["## Accuracy drop by stage (points; the stages add up to the total)", ""]
+        header = ["artifact", "target", *STAGE_LABELS.values(), "total"]
+        lines += _md_table(header, [[a, t, *cells, total] for a, t, cells, total in stage_lines])
+    through = throughput_lines(report)
+    if through:
+        lines += ["## Throughput", ""]
+        lines += _md_table(["artifact", "target", "mode", "batch", "samples/s", "streams"], through)
+    flags = flag_lines(report)
+    if flags:
+        lines += ["## Flags", "", *[f"- {line}" for line in flags], ""]
+    estimates = estimate_rows(report)
+    if estimates:
+        lines += ["## Estimates (not measured: modelled for targets not at hand)", ""]
+        lines += _md_table(ESTIMATE_COLUMNS, [estimate_cells(row) for row in estimates])
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# The terminal is narrow: the columns a reader scans first (report.md / report.html have them all).
+TERMINAL_COLUMNS = ("artifact", "precision", "status", "size", "accuracy", "drop (pts)", "p50 ms", "p99 ms", "cv",
+                    "thru/s", "flags")  # fmt: skip
 
 
 def render_table(report: dict[str, Any]) -> Table:
-    table = Table(title=f"edgekd report: {report['run']['name']}", caption="\n".join(_summary_lines(report)))
-    for column in COLUMNS:
-        table.add_column(column, justify="left" if column in ("artifact", "runtime", "precision", "status")
-                         else "right")  # fmt: skip
-    for row in report["rows"]:
-        table.add_row(*_cells(row), style=None if row["status"] == "ok" else "yellow")
+    caption = [*_summary_lines(report), *filter(None, [_method_line(report)]), *flag_lines(report)]
+    table = Table(title=f"edgekd report: {report['run']['name']}", caption="\n".join(caption))
+    picks = [COLUMNS.index(c) for c in TERMINAL_COLUMNS]
+    for column in TERMINAL_COLUMNS:
+        table.add_column(column, justify="left" if column in ("artifact", "precision", "status", "flags")
+                         else "right", no_wrap=column == "artifact")  # fmt: skip
+    for row in measured_rows(report):
+        style = "yellow" if row["status"] != "ok" or row.get("flags") else None
+        cells = _cells(row)
+        table.add_row(*[cells[i] for i in picks], style=style)
+    for row in estimate_rows(report):
+        p50 = estimate_cells(row)[4]
+        table.add_row(f"{row['artifact']} on {row.get('target', '-')} (ESTIMATE)", row.get("precision", "-"),
+                      "estimated", "", "", "", p50, "", "", "", "", style="dim")  # fmt: skip
     return table

@@ -11,9 +11,7 @@ import pytest
 QUICK_OVERRIDES = [
     "teacher.epochs=4",
     "distill.epochs=4",
-    "measure.warmup_runs=2",
-    "measure.min_runs=5",
-    "measure.min_seconds=0.02",
+    "measure.preset=quick",  # short timing: tests check behaviour, never wall-clock figures
     "measure.throughput_batch_size=16",
     "measure.eval_batch_size=7",  # not 1, so the test proves the batch size is honoured
     "quantize.calibration_samples=64",

@@ -10,7 +10,7 @@ import sys
 import typer
 from rich.console import Console
 
-from edgekd.cli import distill_and_export_cmd, doctor_cmd, gate_cmd, profile_cmd, profiles_cmd
+from edgekd.cli import distill_and_export_cmd, doctor_cmd, gate_cmd, profile_cmd, profiles_cmd, report_cmd
 from edgekd.errors import EdgekdError
 
 app = typer.Typer(
@@ -32,6 +32,7 @@ def _root(
 
 app.command("distill-and-export")(distill_and_export_cmd.distill_and_export)
 app.command("gate")(gate_cmd.gate)
+app.command("report")(report_cmd.report)
 app.command("profile")(profile_cmd.profile)
 app.add_typer(profiles_cmd.app, name="profiles")
 app.command("doctor")(doctor_cmd.doctor)

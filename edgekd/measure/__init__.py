@@ -1,0 +1,31 @@
+"""Measuring artifacts: timing (`timing`), output quality against the teacher (`quality`), static graph cost
+(`graph`), and the per-artifact worker process (`worker`). The names below are the stable public surface."""
+
+from edgekd.measure.quality import (
+    STAGES,
+    accuracy,
+    drop_by_stage,
+    fidelity,
+    mean_cosine,
+    mean_kl,
+    predict,
+    top1_agreement,
+)
+from edgekd.measure.timing import (
+    NOISY_CV,
+    TIMING_PRESETS,
+    LatencyStats,
+    TimingPolicy,
+    measure_latency,
+    measure_throughput,
+    nearest_rank_percentile,
+    summarize_ms,
+    time_runs,
+    timing_policy,
+)
+
+__all__ = [
+    "NOISY_CV", "STAGES", "TIMING_PRESETS", "LatencyStats", "TimingPolicy", "accuracy", "drop_by_stage", "fidelity",
+    "mean_cosine", "mean_kl", "measure_latency", "measure_throughput", "nearest_rank_percentile", "predict",
+    "summarize_ms", "time_runs", "timing_policy", "top1_agreement",
+]  # fmt: skip

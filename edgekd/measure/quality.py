@@ -1,0 +1,98 @@
+"""What a row's outputs are worth: task accuracy, fidelity to the teacher, and the drop split by stage.
+
+The drop against the teacher is split along the chain an artifact was made by (its `source` links):
+teacher -> PyTorch student is the distillation gap, -> ONNX fp32 the export drift, -> INT8 / fp16 variants the
+quantization drop, -> an engine (OpenVINO, TensorRT) the engine drift. Each step is the accuracy of the parent
+minus that of the child on the same held-out samples, so the steps add up to the total drop exactly.
+A step that changes precision and engine at once (an INT8 OpenVINO IR made from the fp32 ONNX) counts as
+quantization: the precision change is the larger cause by far. A chain through an artifact that was not
+measured is not split at all (`None`), because the unmeasured step would hide inside its neighbour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from edgekd.runtimes.base import Runner
+
+STAGES = ("distillation", "export", "quantization", "engine")
+
+
+def predict(runner: Runner, inputs: np.ndarray, batch_size: int) -> np.ndarray:
+    return np.concatenate([runner(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)])
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float((logits.argmax(axis=1) == labels).mean())
+
+
+def top1_agreement(logits: np.ndarray, teacher_logits: np.ndarray) -> float:
+    return float((logits.argmax(axis=1) == teacher_logits.argmax(axis=1)).mean())
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def mean_kl(logits: np.ndarray, teacher_logits: np.ndarray) -> float:
+    """Mean KL(teacher || row) in nats over the samples, softmax at temperature 1."""
+    log_p, log_q = _log_softmax(teacher_logits), _log_softmax(logits)
+    return float(max((np.exp(log_p) * (log_p - log_q)).sum(axis=1).mean(), 0.0))
+
+
+def mean_cosine(outputs: np.ndarray, teacher_outputs: np.ndarray) -> float:
+    """Mean cosine similarity of each output vector with the teacher's (the fidelity of an embedding model)."""
+    a = outputs.reshape(len(outputs), -1).astype(np.float64)
+    b = teacher_outputs.reshape(len(teacher_outputs), -1).astype(np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return float(((a * b).sum(axis=1) / np.maximum(norms, 1e-12)).mean())
+
+
+def fidelity(logits: np.ndarray, teacher_logits: np.ndarray) -> dict[str, float]:
+    return {
+        "top1_agreement": top1_agreement(logits, teacher_logits),
+        "mean_kl": mean_kl(logits, teacher_logits),
+        "mean_cosine": mean_cosine(logits, teacher_logits),
+    }
+
+
+def stage_of(row: Mapping[str, Any], parent: Mapping[str, Any] | None) -> str:
+    """Which stage the step parent -> row belongs to (parent None: the teacher itself)."""
+    if parent is None or parent.get("role") == "teacher":
+        return "distillation" if row.get("format") == "pytorch" else "export"
+    if parent.get("format") == "pytorch":
+        return "export"
+    if row.get("precision") != parent.get("precision") or (row.get("quantization") and not parent.get("quantization")):
+        return "quantization"
+    return "engine"
+
+
+def drop_by_stage(rows: list[dict[str, Any]], teacher_accuracy: float) -> dict[str, dict[str, float] | None]:
+    """For each measured row, the drop in points per stage along its source chain (None if the chain breaks).
+
+    A chain breaks when an artifact on it was not measured (skipped or failed): its step cannot be told apart.
+    """
+    by_name = {row["artifact"]: row for row in rows if row.get("status") == "ok"}
+    result: dict[str, dict[str, float] | None] = {}
+    for row in rows:
+        if row.get("status") != "ok" or row.get("role") == "teacher":
+            continue
+        stages = dict.fromkeys(STAGES, 0.0)
+        child, broken = row, False
+        for _ in range(len(rows) + 1):  # a source cycle cannot loop forever
+            source = child.get("source")
+            parent = by_name.get(source) if source else None
+            if source and parent is None:
+                broken = True
+                break
+            parent_accuracy = teacher_accuracy if parent is None else parent["accuracy"]
+            stages[stage_of(child, parent)] += (parent_accuracy - child["accuracy"]) * 100
+            if parent is None or parent.get("role") == "teacher":
+                break
+            child = parent
+        result[row["artifact"]] = None if broken else stages
+    return result

@@ -1,0 +1,189 @@
+"""Measure ONE artifact, normally in a process of its own: `python -m edgekd.measure.worker JOB.json RESULT.json`.
+
+Isolation is the point: one runtime's thread pools, allocator and caches cannot colour another's figures, and the
+peak resident memory of the process is the artifact's own (plus the interpreter's, recorded separately as the
+resident memory before loading). The job and the result are plain JSON; the outputs on the eval split go to an
+.npy named by the job, so the parent computes accuracy and fidelity from numbers, not from a live runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.fileio import atomic_path, write_json_atomic
+from edgekd.measure.quality import predict
+from edgekd.measure.timing import TimingPolicy, measure_latency, measure_throughput, repeat_to_batch
+
+OPENVINO_PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "int8": "f32"}  # int8 IR: its float parts in f32
+
+
+@dataclass(frozen=True)
+class MeasureJob:
+    artifact: dict[str, Any]  # Artifact.to_dict()
+    run_dir: str
+    inputs_path: str  # .npy of the eval inputs
+    outputs_path: str  # where the worker writes the outputs (.npy)
+    threads: int
+    num_classes: int
+    eval_batch_size: int
+    policy: dict[str, Any]  # TimingPolicy fields
+    batch_sizes: list[int] = field(default_factory=lambda: [1])
+    openvino_throughput: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _current_rss_bytes() -> int | None:
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _peak_rss_bytes() -> int:
+    """Peak resident memory of this process. On Linux VmHWM (of this process image), because ru_maxrss
+    carries the parent's resident size at fork across exec and would report the parent's memory."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB, macOS bytes
+
+
+def runtime_execution_precision(runtime: str, path: Path, threads: int) -> str | None:
+    """What the runtime says it computes in, where its module can tell (`execution_precision(path, threads)`,
+    as the OpenVINO module offers); None where it cannot."""
+    if runtime != "openvino":
+        return None
+    from edgekd.runtimes import openvino_runtime
+
+    probe = getattr(openvino_runtime, "execution_precision", None)
+    return probe(path, threads) if probe is not None else None
+
+
+def openvino_throughput_mode(path: Path, inputs: np.ndarray, batch_size: int, threads: int, precision: str,
+                             policy: TimingPolicy) -> dict[str, Any]:  # fmt: skip
+    """OpenVINO's own THROUGHPUT mode: several streams and infer requests in flight (as benchmark_app -hint
+    throughput), computing in `precision` ("f32", "bf16", ... — the precision the latency runs used).
+    Returns samples/s with the streams and requests it chose, and the precision it executed in."""
+    import openvino as ov
+
+    config = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision}
+    compiled = ov.Core().compile_model(str(path), "CPU", config)
+    requests = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    queue = ov.AsyncInferQueue(compiled, requests)
+    batch = repeat_to_batch(inputs, batch_size)
+    for _ in range(max(policy.warmup_runs, requests)):
+        queue.start_async({0: batch})
+    queue.wait_all()
+    done, min_ns = 0, int(policy.min_seconds * 1e9)
+    started = time.perf_counter_ns()
+    while done < policy.min_runs or time.perf_counter_ns() - started < min_ns:
+        queue.start_async({0: batch})  # blocks while every request is busy
+        done += 1
+    queue.wait_all()
+    elapsed_s = (time.perf_counter_ns() - started) / 1e9
+    return {
+        "batch_size": batch_size,
+        "per_s": done * batch_size / elapsed_s,
+        "mode": "openvino-throughput",
+        "streams": int(compiled.get_property("NUM_STREAMS")),
+        "infer_requests": requests,
+        "execution_precision": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
+    }
+
+
+def run_job(job: MeasureJob, isolated: bool) -> dict[str, Any]:
+    """Load, predict the eval split, time latency and throughput. Raises on failure (the caller records it)."""
+    from edgekd.artifacts import Artifact, load_runner
+
+    artifact = Artifact(**job.artifact)
+    policy = TimingPolicy(**job.policy)
+    inputs = np.load(job.inputs_path)
+    rss_before_load = _current_rss_bytes()
+    t0 = time.perf_counter()
+    runner = load_runner(artifact, Path(job.run_dir), job.threads, job.num_classes)
+    load_seconds = time.perf_counter() - t0
+    outputs = predict(runner, inputs, job.eval_batch_size)
+    with atomic_path(Path(job.outputs_path)) as tmp:
+        np.save(tmp, outputs)
+    latency = measure_latency(runner, inputs, policy)
+    throughput = [{"batch_size": b, "per_s": measure_throughput(runner, inputs, b, policy), "mode": "sync"}
+                  for b in job.batch_sizes]  # fmt: skip
+    path = Path(job.run_dir) / artifact.path
+    execution_precision = runtime_execution_precision(artifact.runtime, path, job.threads)
+    if artifact.runtime == "openvino" and job.openvino_throughput:
+        # the same arithmetic as the latency runs: what the runtime reported, else what the artifact asks for
+        hint = (execution_precision or OPENVINO_PRECISION_HINTS.get(artifact.precision, "f32")).split("+")[-1]
+        for b in job.batch_sizes:
+            entry = openvino_throughput_mode(path, inputs, b, job.threads, hint, policy)
+            execution_precision = execution_precision or entry["execution_precision"]
+            throughput.append(entry)
+    return {
+        "status": "ok",
+        "reason": "",
+        "latency_ms": latency.to_dict(),
+        "throughput": throughput,
+        "execution_precision": execution_precision,
+        "load_seconds": round(load_seconds, 4),
+        "isolation": "subprocess" if isolated else "in-process",
+        "memory": {
+            # in-process the peak belongs to the whole run, not to this artifact: not reported
+            "peak_rss_bytes": _peak_rss_bytes() if isolated else None,
+            "rss_before_load_bytes": rss_before_load if isolated else None,
+        },
+    }
+
+
+def run_in_subprocess(job: MeasureJob, workdir: Path, timeout_s: float) -> dict[str, Any]:
+    """Run `job` in a fresh interpreter; a crash, a hang or no result becomes a failed result, never a raise."""
+    import subprocess
+
+    job_path, result_path = workdir / "job.json", workdir / "result.json"
+    write_json_atomic(job_path, job.to_dict())
+    result_path.unlink(missing_ok=True)
+    package_root = str(Path(__file__).resolve().parents[2])  # the edgekd this process runs, not another install
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    try:
+        done = subprocess.run([sys.executable, "-m", "edgekd.measure.worker", str(job_path), str(result_path)],
+                              capture_output=True, text=True, env=env, timeout=timeout_s)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return {"status": "failed", "reason": f"measuring took longer than {timeout_s:.0f} s and was stopped"}
+    if result_path.is_file():
+        return json.loads(result_path.read_text(encoding="utf-8"))
+    tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    return {"status": "failed", "reason": f"the measuring process exited with code {done.returncode}: {tail}"}
+
+
+def main(argv: list[str]) -> int:
+    """Exit 0 when a result (ok or failed) was written; anything else means the worker itself broke."""
+    job_path, result_path = Path(argv[0]), Path(argv[1])
+    job = MeasureJob(**json.loads(job_path.read_text(encoding="utf-8")))
+    try:
+        result = run_job(job, isolated=True)
+    except Exception as exc:  # one artifact failing is a row's status, not a crash
+        from edgekd.errors import EdgekdError
+
+        reason = str(exc) if isinstance(exc, EdgekdError) else f"{type(exc).__name__}: {exc}"
+        traceback.print_exc(file=sys.stderr)
+        result = {"status": "failed", "reason": reason}
+    write_json_atomic(result_path, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
