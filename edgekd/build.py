@@ -22,8 +22,8 @@ from edgekd.artifacts import Artifact
 from edgekd.errors import StageError
 from edgekd.fileio import atomic_path
 from edgekd.hardware import Profile, measurable_reason
-from edgekd.roofline import GraphCost, roofline_estimate
-from edgekd.runtimes.openvino_runtime import build_ir, execution_precision
+from edgekd.roofline import RooflineCost, roofline_estimate
+from edgekd.runtimes.openvino_runtime import build_ir
 
 FP32_ONNX = "student.onnx"
 QDQ_ONNX = "student.int8-static.onnx"  # static QDQ: the int8 source OpenVINO, TensorRT and mobile read
@@ -172,15 +172,6 @@ def merge_operator_config(config_path: Path, new_text: str) -> None:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def annotate_execution_precision(rows: list[dict[str, Any]], base_dir: Path, threads: int) -> None:
-    """Record the precision OpenVINO actually computes in on each measured OpenVINO row: "fp32" IRs run
-    as bf16 on CPUs that have it unless the profile forces f32."""
-    for row in rows:
-        if row["status"] == "ok" and row["runtime"] == "openvino":
-            used = execution_precision(base_dir / row["path"], threads)
-            row["execution_precision"] = f"int8+{used}" if row["precision"] == "int8" else used
-
-
 def mobile_settings(profile: Profile) -> dict[str, Any]:
     """What the app has to configure, recorded beside the ORT-format model and in the row."""
     return {"execution_providers": list(profile.mobile.execution_providers),
@@ -208,7 +199,7 @@ def device_only_reason(profile: Profile, bundle: Path) -> str:
     return f"measured on the device by {command} ({why_not})"
 
 
-def estimates_for(profile: Profile, specs: list[EngineSpec], cost: GraphCost) -> list[dict[str, Any]]:
+def estimates_for(profile: Profile, specs: list[EngineSpec], cost: RooflineCost) -> list[dict[str, Any]]:
     """Roofline lower bounds for each artifact `profile` asks for (labelled estimates, never rows)."""
     result = []
     for spec in specs:

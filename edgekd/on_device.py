@@ -131,7 +131,6 @@ def profile_bundle(
     shipped, not_here = _bundle_artifacts(manifest, profile)
     rows = measure_rows(shipped, bundle_dir, inputs, labels, settings, num_classes, not_here, reference)
     engine_rows = measure_rows(engines, out_dir, inputs, labels, settings, num_classes, skipped, reference)
-    engines_build.annotate_execution_precision(engine_rows, out_dir, settings.threads)
     _add_gpu_compute(engine_rows, out_dir, settings, inputs)
     for row in engine_rows:
         if row["format"] == "ort":

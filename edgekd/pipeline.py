@@ -16,7 +16,6 @@ import torch
 from edgekd import build as engines_build
 from edgekd import measure as m
 from edgekd.artifacts import Artifact, load_runner
-from edgekd.build import annotate_execution_precision
 from edgekd.bundle import write_bundle
 from edgekd.distill import predict_logits, train_model
 from edgekd.export import check_parity, export_onnx
@@ -28,7 +27,7 @@ from edgekd.progress import step
 from edgekd.quantize import quantize_int8_dynamic, quantize_int8_static
 from edgekd.recipe import Recipe
 from edgekd.report import build_report, write_report
-from edgekd.roofline import graph_cost
+from edgekd.roofline import roofline_cost
 from edgekd.runtimes import get_runtime
 from edgekd.stages import run_stage, stage_key
 from edgekd.tasks import TaskData, load_task
@@ -103,7 +102,6 @@ def distill_and_export(
     rows = measure_rows(artifacts, run_dir, task.x_test, task.y_test, settings, task.num_classes, skipped)
     student_params = next(a.params for a in artifacts if a.name == "student")
     rows += _target_rows(profiles, _onnx_sources(recipe), run_dir, task, settings, reference, student_params)
-    annotate_execution_precision(rows, run_dir, threads)
     _mark_parity_failure(rows, stages["export"]["parity"])
     stages["total_seconds"] = round(time.perf_counter() - started, 3)
     estimates = _estimates(profiles, _onnx_sources(recipe), run_dir)
@@ -368,5 +366,5 @@ def _estimates(profiles: list[Profile], sources: list[str], run_dir: Path) -> li
     targets = [p for p in profiles if p.device_class != "host"]
     if not targets:
         return []
-    cost = graph_cost(run_dir / engines_build.FP32_ONNX)
+    cost = roofline_cost(run_dir / engines_build.FP32_ONNX)
     return [e for p in targets for e in engines_build.estimates_for(p, engines_build.specs_for(p, sources), cost)]

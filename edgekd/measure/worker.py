@@ -126,6 +126,8 @@ def run_job(job: MeasureJob, isolated: bool) -> dict[str, Any]:
                   for b in job.batch_sizes]  # fmt: skip
     path = Path(job.run_dir) / artifact.path
     execution_precision = runtime_execution_precision(artifact.runtime, path, job.threads)
+    if execution_precision and artifact.precision == "int8":
+        execution_precision = f"int8+{execution_precision}"  # int8 layers, the float rest in this precision
     if artifact.runtime == "openvino" and job.openvino_throughput:
         # the same arithmetic as the latency runs: what the runtime reported, else what the artifact asks for
         hint = (execution_precision or OPENVINO_PRECISION_HINTS.get(artifact.precision, "f32")).split("+")[-1]
