@@ -14,11 +14,12 @@ import torch
 
 from edgekd import measure as m
 from edgekd.artifacts import Artifact
-from edgekd.distill import predict_logits, train_model
+from edgekd.distill import predict_logits
+from edgekd.distill.stage import distill_stage, teacher_stage
 from edgekd.export import check_parity, export_onnx
-from edgekd.fileio import sha256_file, sha256_json, write_text_atomic
+from edgekd.fileio import write_text_atomic
 from edgekd.measure_rows import MeasureSettings, measure_rows
-from edgekd.models import build_model, count_parameters, load_checkpoint, save_checkpoint
+from edgekd.models import count_parameters, load_saved_model
 from edgekd.progress import step
 from edgekd.quantize import quantize_int8_dynamic, quantize_int8_static
 from edgekd.recipe import Recipe
@@ -57,7 +58,7 @@ def distill_and_export(
     torch.set_num_threads(threads)
 
     step(f"task '{recipe.task.name}'")
-    task = load_task(recipe.task)
+    task = load_task(recipe.task, recipe.teacher.hf_dir)
     save_eval_split(run_dir / TEST_SPLIT, task.x_test, task.y_test, task.input_name)
     calibration = task.calibration_samples(recipe.quantize.calibration_samples, recipe.task.seed)
     save_eval_split(run_dir / CALIBRATION_SPLIT, calibration, np.zeros(len(calibration), np.int64), task.input_name)
@@ -70,8 +71,7 @@ def distill_and_export(
     )
     stages["distill"] = _timed(run_dir, "distill", distill_key, ["student.safetensors"],
                                lambda: _distill(recipe, task, teacher, run_dir))  # fmt: skip
-    student = build_model(recipe.student.architecture, task.num_classes)
-    load_checkpoint(student, run_dir / "student.safetensors")
+    student = load_saved_model(run_dir / "student.safetensors", recipe.student.architecture, task.num_classes)
 
     export_key = stage_key({"export": recipe.export}, distill_key)
     stages["export"] = _timed(run_dir, "export", export_key, ["student.onnx"],
@@ -82,7 +82,7 @@ def distill_and_export(
     stages["quantize"] = _timed(run_dir, "quantize", quantize_key, quantized,
                                 lambda: _quantize(recipe, task, run_dir))  # fmt: skip
 
-    artifacts = _artifacts(recipe, task)
+    artifacts = _artifacts(recipe, task, stages["teacher"]["params"], count_parameters(student))
     openvino_reason = get_runtime("openvino").unavailable_reason()
     if recipe.build.openvino and openvino_reason is None:
         stages["build"] = _timed(run_dir, "build", stage_key({"build": recipe.build}, export_key),
@@ -112,59 +112,13 @@ def _timed(run_dir: Path, name: str, key: str, outputs: list[str], work) -> dict
 
 
 def _teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Use the user's checkpoint, or a cached teacher for this task+teacher section, or train and cache one."""
+    """Use the user's checkpoint or Hugging Face directory, or a cached teacher, or train and cache one."""
     step("teacher")
-    t0 = time.perf_counter()
-    teacher = build_model(recipe.teacher.architecture, task.num_classes, key="teacher.architecture")
-    summary: dict[str, Any] = {}
-    if recipe.teacher.checkpoint:
-        source, summary["origin"] = Path(recipe.teacher.checkpoint), "user checkpoint"
-    else:
-        key = sha256_json({"task": recipe.task, "teacher": recipe.teacher})[:16]
-        source = cache_dir() / "teachers" / f"{recipe.teacher.architecture}-{key}.safetensors"
-        summary["origin"] = "cache"
-        if not source.is_file():
-            summary["origin"] = "trained"
-            result = train_model(
-                teacher, task.x_train, task.y_train, task.x_val, task.y_val,
-                epochs=recipe.teacher.epochs, lr=recipe.teacher.lr, batch_size=recipe.teacher.batch_size,
-                seed=recipe.task.seed, label="teacher",
-            )  # fmt: skip
-            summary["best_epoch"], summary["best_val_accuracy"] = result.best_epoch, result.best_val_accuracy
-            save_checkpoint(teacher, source)
-    load_checkpoint(teacher, source)
-    teacher.eval()
-    target = run_dir / "teacher.safetensors"
-    if source.resolve() != target.resolve():
-        shutil.copyfile(source, target)
-    summary.update(checkpoint="teacher.safetensors", sha256=sha256_file(target),
-                   seconds=round(time.perf_counter() - t0, 3))  # fmt: skip
-    return teacher, summary
+    return teacher_stage(recipe, task, run_dir, cache_dir())
 
 
 def _distill(recipe: Recipe, task: TaskData, teacher: torch.nn.Module, run_dir: Path) -> dict[str, Any]:
-    d = recipe.distill
-    common = dict(epochs=d.epochs, lr=d.lr, batch_size=d.batch_size, seed=recipe.task.seed)
-    summary: dict[str, Any] = {"loss": "hinton-kd", "temperature": d.temperature, "alpha": d.alpha, **common}
-    torch.manual_seed(recipe.task.seed)
-    student = build_model(recipe.student.architecture, task.num_classes, key="student.architecture")
-    initial_state = {k: v.clone() for k, v in student.state_dict().items()}
-    kd = train_model(student, task.x_train, task.y_train, task.x_val, task.y_val, label="student (KD)",
-                     teacher=teacher, temperature=d.temperature, alpha=d.alpha, **common)  # fmt: skip
-    save_checkpoint(student, run_dir / "student.safetensors")
-    summary["kd"] = {"best_epoch": kd.best_epoch, "best_val_accuracy": kd.best_val_accuracy,
-                     "test_accuracy": m.accuracy(predict_logits(student, task.x_test), task.y_test)}  # fmt: skip
-    if d.train_scratch_baseline:
-        scratch = build_model(recipe.student.architecture, task.num_classes)
-        scratch.load_state_dict(initial_state)  # same init as the KD student, so only the loss differs
-        result = train_model(scratch, task.x_train, task.y_train, task.x_val, task.y_val,
-                             label="student (labels only)", **common)  # fmt: skip
-        summary["labels_only"] = {
-            "best_epoch": result.best_epoch,
-            "best_val_accuracy": result.best_val_accuracy,
-            "test_accuracy": m.accuracy(predict_logits(scratch, task.x_test), task.y_test),
-        }
-    return summary
+    return distill_stage(recipe, task, teacher, run_dir)
 
 
 def _export(recipe: Recipe, task: TaskData, student: torch.nn.Module, run_dir: Path) -> dict[str, Any]:
@@ -194,10 +148,8 @@ def _build_openvino(run_dir: Path) -> dict[str, Any]:
     return {"openvino": "openvino/student.xml"}
 
 
-def _artifacts(recipe: Recipe, task: TaskData) -> list[Artifact]:
+def _artifacts(recipe: Recipe, task: TaskData, teacher_params: int, student_params: int) -> list[Artifact]:
     """Every artifact of the run, teacher first (it is the reference the others are compared with)."""
-    teacher_params = count_parameters(build_model(recipe.teacher.architecture, task.num_classes))
-    student_params = count_parameters(build_model(recipe.student.architecture, task.num_classes))
     items = [
         Artifact("teacher", "teacher", "teacher.safetensors", "pytorch", "pytorch", "fp32", teacher_params,
                  architecture=recipe.teacher.architecture),
