@@ -14,7 +14,7 @@ import torch
 
 from edgekd import measure as m
 from edgekd.artifacts import Artifact
-from edgekd.distill import predict_logits
+from edgekd.distill import distributed, predict_logits
 from edgekd.distill.stage import distill_stage, teacher_stage
 from edgekd.export import check_parity, export_onnx
 from edgekd.fileio import write_text_atomic
@@ -50,8 +50,10 @@ def distill_and_export(
     """Run every stage for `recipe` into `output_dir/<run_name>/`, resuming finished stages unless `fresh`."""
     started = time.perf_counter()
     run_dir = Path(output_dir) / (run_name or recipe.name)
-    if fresh and run_dir.exists():
+    distributed.init_from_env()  # under torchrun: only the distill stage is shared, rank 0 does the rest
+    if fresh and run_dir.exists() and distributed.is_main():
         shutil.rmtree(run_dir)
+    distributed.barrier()
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "recipe.toml", recipe.to_toml())
     threads = recipe.measure.threads or os.cpu_count() or 1
@@ -71,6 +73,8 @@ def distill_and_export(
     )
     stages["distill"] = _timed(run_dir, "distill", distill_key, ["student.safetensors"],
                                lambda: _distill(recipe, task, teacher, run_dir))  # fmt: skip
+    if not distributed.is_main():
+        return RunResult(run_dir, {})
     student = load_saved_model(run_dir / "student.safetensors", recipe.student.architecture, task.num_classes)
 
     export_key = stage_key({"export": recipe.export}, distill_key)

@@ -26,7 +26,7 @@ def bert_dir(tmp_path_factory):
 def hf_run(bert_dir, tmp_path_factory):
     """`edgekd distill-and-export` on a text recipe: tiny BERT teacher -> 2-layer shrunk student."""
     root = tmp_path_factory.mktemp("hf-run")
-    data = make_text_file(root / "reviews.jsonl")
+    data = make_text_file(root / "reviews.jsonl", samples=96, unlabelled=16)
     recipe = root / "text.toml"
     recipe.write_text(f"""
 name = "tiny-text"
@@ -76,6 +76,7 @@ def test_shrunk_student_appears_in_the_report_with_its_fidelity(hf_run):
     rows = {row["artifact"]: row for row in report["rows"]}
     for name in ("teacher", "student", "student-onnx-fp32", "student-onnx-int8-dynamic"):
         assert rows[name]["status"] == "ok", (name, rows[name]["reason"])
+    assert report["task"]["split"]["unlabelled_train"] == 16  # transfer data: taught by the teacher alone
     distill = report["stages"]["distill"]
     assert distill["student"]["origin"] == "teacher shrunk"
     assert distill["student"]["teacher_layers"] == [0, 2]  # DistilBERT-style: every other layer

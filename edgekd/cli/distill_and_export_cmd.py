@@ -31,6 +31,8 @@ def distill_and_export(
     if threads is not None:
         overrides.append(f"measure.threads={threads}")
     result = run_pipeline(load_recipe(recipe, overrides), output_dir, run_name=run_name, fresh=fresh)
+    if not result.report:  # a non-zero rank under torchrun: rank 0 writes and prints the report
+        return
     if as_json:
         typer.echo(json.dumps(result.report, indent=2))
         return

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgekd.distill.distributed import main_first
 from edgekd.distill.losses import UNLABELLED, CompositeLoss, LossContext
 from edgekd.distill.teacher_cache import CachedTeacher, LiveTeacher
 from edgekd.distill.trainer import TrainConfig, Trainer, TrainResult
@@ -82,12 +83,14 @@ def fit(
     run_dir: Path | None = None,
     cache_teacher_dir: Path | None = None,
     on_step=None,
+    distributed: bool = True,
 ) -> TrainResult:
     """Train `model` in place with the weighted `losses`; keeps the best validation epoch.
 
     Validation metric: accuracy on the labelled validation samples; with none labelled, the mean cosine
     between the model's outputs and the teacher's. `run_dir` enables resume checkpoints and the JSONL log;
     `cache_teacher_dir` memory-maps the frozen teacher's outputs there instead of recomputing them.
+    Under torchrun the training is data-parallel unless `distributed` is False (one rank training alone).
     """
     context = LossContext(temperature, alpha, _num_layers(model), _num_layers(teacher) if teacher else 0)
     torch.manual_seed(config.seed)  # the loss projections' init is part of the seeded run
@@ -99,7 +102,8 @@ def fit(
         teacher_digest = _digest([v.detach().cpu().numpy() for v in teacher.state_dict().values()])
         if cache_teacher_dir is not None and keys:
             key = sha256_json({"teacher": teacher_digest, "inputs": _digest([x_train]), "keys": keys})
-            provider = CachedTeacher.build(teacher, x_train, keys, cache_teacher_dir, key)
+            with main_first():  # under DDP rank 0 writes the cache, the others map it
+                provider = CachedTeacher.build(teacher, x_train, keys, cache_teacher_dir, key)
         else:
             provider = LiveTeacher(teacher, x_train, keys)
     evaluate = _validation_metric(x_val, y_val, teacher)
@@ -108,6 +112,7 @@ def fit(
         checkpoint=run_dir / "checkpoints" / f"{_slug(label)}.pt" if run_dir else None,
         log_path=run_dir / "train.jsonl" if run_dir else None, on_step=on_step,
         identity=sha256_json({"teacher": teacher_digest, "losses": [repr(spec) for spec in losses]}),
+        distributed=distributed,
     )  # fmt: skip
     return trainer.fit()
 

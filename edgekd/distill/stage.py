@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgekd.distill.distributed import barrier, is_main, main_first
 from edgekd.distill.run import fidelity, fit, labelled_accuracy, predict_logits
 from edgekd.distill.trainer import TrainConfig
 from edgekd.fileio import sha256_file, sha256_json
@@ -44,6 +45,11 @@ def _tokenizer(recipe: Recipe):
 
 def teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path, cache_root: Path) -> tuple[nn.Module, dict[str, Any]]:
     """Load (or train and cache) the teacher and write it into the run directory as `teacher.safetensors`."""
+    with main_first():  # under DDP: rank 0 trains/caches and writes the teacher, the others then load it
+        return _teacher_stage(recipe, task, run_dir, cache_root)
+
+
+def _teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path, cache_root: Path) -> tuple[nn.Module, dict]:
     t0 = time.perf_counter()
     section = recipe.teacher
     summary: dict[str, Any] = {}
@@ -54,7 +60,8 @@ def teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path, cache_root: Pat
         spec = teacher_spec(section, task.num_classes, tokenizer.pad_token_id or 0)
         teacher = load_hf_encoder(section.hf_dir, section.hf_output, task.num_classes, spec.pad_token_id)
         summary["origin"] = "hugging face directory"
-        save_model(teacher, spec, run_dir, "teacher", tokenizer)
+        if is_main():
+            save_model(teacher, spec, run_dir, "teacher", tokenizer)
     else:
         spec = teacher_spec(section, task.num_classes)
         teacher = spec.build(key="teacher.factory" if section.factory else "teacher.architecture")
@@ -68,11 +75,12 @@ def teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path, cache_root: Pat
                 summary["origin"] = "trained"
                 result = fit(teacher, task.x_train, task.y_train, task.x_val, task.y_val,
                              TrainConfig(section.epochs, section.lr, section.batch_size, recipe.task.seed),
-                             [LossSection("cross-entropy")], label="teacher")  # fmt: skip
+                             [LossSection("cross-entropy")], label="teacher", distributed=False)  # fmt: skip
                 summary["best_epoch"], summary["best_val_accuracy"] = result.best_epoch, result.best_val_metric
                 save_checkpoint(teacher, source)
         load_weights(teacher, source, section.allow_pickle_code_execution)
-        save_model(teacher, spec, run_dir, "teacher")
+        if is_main():
+            save_model(teacher, spec, run_dir, "teacher")
     teacher.eval()
     summary.update(checkpoint=TEACHER_FILE, sha256=sha256_file(run_dir / TEACHER_FILE),
                    params=count_parameters(teacher), seconds=round(time.perf_counter() - t0, 3))  # fmt: skip
@@ -143,8 +151,8 @@ def distill_stage(recipe: Recipe, task: TaskData, teacher: nn.Module, run_dir: P
     label = "student (KD)"
     result = fit(student, task.x_train, task.y_train, task.x_val, task.y_val, config, d.losses, label=label,
                  teacher=teacher, cache_teacher_dir=_cache(run_dir, d, label), **common)  # fmt: skip
-    tokenizer = _tokenizer(recipe) if spec.kind == "hf" else None
-    save_model(student, spec, run_dir, "student", tokenizer)
+    if is_main():
+        save_model(student, spec, run_dir, "student", _tokenizer(recipe) if spec.kind == "hf" else None)
     outputs = predict_logits(student, task.x_test)
     summary["student"] = {**origin, "params": count_parameters(student)}
     summary["losses"] = [{"name": loss.name, "weight": loss.weight, "final": result.final_losses.get(loss.name)}
@@ -164,8 +172,10 @@ def distill_stage(recipe: Recipe, task: TaskData, teacher: nn.Module, run_dir: P
             "best_val_accuracy": baseline.best_val_metric,
             "test_accuracy": labelled_accuracy(predict_logits(scratch, task.x_test), task.y_test),
         }
-    for scratch_dir in ("teacher-outputs", "checkpoints"):  # the stage is done: caches and resume points served
-        shutil.rmtree(run_dir / scratch_dir, ignore_errors=True)
+    barrier()
+    if is_main():
+        for scratch_dir in ("teacher-outputs", "checkpoints"):  # the stage is done: caches and resume points served
+            shutil.rmtree(run_dir / scratch_dir, ignore_errors=True)
     return summary
 
 

@@ -99,13 +99,14 @@ class Trainer:
         log_path: Path | None = None,
         on_step: Callable[[Trainer, int], None] | None = None,
         identity: str = "",
+        distributed: bool = True,
     ):
         self.model, self.loss, self.config = model, loss, config
         self.inputs, self.labels = inputs, torch.from_numpy(labels)
         self.evaluate, self.teacher, self.label = evaluate, teacher, label
         self.checkpoint, self.log_path, self.on_step = checkpoint, log_path, on_step
         self.identity = identity  # what else a resumed checkpoint must match (the teacher, the losses)
-        self.rank, self.world = _rank_world()
+        self.rank, self.world = _rank_world() if distributed else (0, 1)
         self._stop_requested = False
         self.steps_per_epoch = math.ceil(len(inputs) / config.batch_size)
         self.total_steps = self.steps_per_epoch * config.epochs
@@ -193,6 +194,7 @@ class Trainer:
                 )
             optimizer.zero_grad(set_to_none=True)
             total.backward()
+            self._average_loss_gradients()
             if cfg.grad_clip > 0:
                 nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             optimizer.step()
@@ -242,6 +244,15 @@ class Trainer:
             final_losses={k: round(v, 6) for k, v in last.get("losses", {}).items()},
             history=state["history"],
         )
+
+    def _average_loss_gradients(self) -> None:
+        """DDP averages the student's gradients; the loss's own projections live outside it, so do theirs."""
+        if self.world == 1:
+            return
+        for param in self.loss.parameters():
+            if param.grad is not None:
+                torch.distributed.all_reduce(param.grad)
+                param.grad /= self.world
 
     # -- persistence ---------------------------------------------------------------------------------
     def _save(self, optimizer, scheduler, state) -> None:

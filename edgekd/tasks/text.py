@@ -1,7 +1,8 @@
 """Text classification (or unlabelled text) from a local file, tokenized for a Hugging Face encoder.
 
 Files: `.txt` (one sample per line, no labels), `.csv` (header row) or `.jsonl` (one object per line).
-A sample whose label is missing or empty is unlabelled (-1): the student learns it from the teacher alone.
+A sample whose label is missing or empty is unlabelled (-1): transfer data, always in the training split,
+where the student learns it from the teacher alone.
 Labels are mapped to class indices in sorted order; the mapping is recorded in the split metadata.
 """
 
@@ -63,8 +64,6 @@ def load_tokenizer(directory: str | Path):
 
 def load_text_task(section: TaskSection, tokenizer_dir: str = "") -> TaskData:
     samples = read_text_samples(Path(section.path), section.text_field, section.label_field)
-    if len(samples) < 10:
-        raise RecipeError(f"'{section.path}' has {len(samples)} samples; the text task needs at least 10")
     tokenizer = load_tokenizer(section.tokenizer or tokenizer_dir)
     texts = [text for text, _ in samples]
     raw_labels = [None if label in (None, "") else str(label) for _, label in samples]
@@ -73,10 +72,15 @@ def load_text_task(section: TaskSection, tokenizer_dir: str = "") -> TaskData:
     labels = np.array([UNLABELLED if label is None else index[label] for label in raw_labels], dtype=np.int64)
     encoded = tokenizer(texts, padding="max_length", truncation=True, max_length=section.max_length)
     input_ids = np.asarray(encoded["input_ids"], dtype=np.int64)
-    order = np.arange(len(texts))
-    rest, test = train_test_split(order, test_size=section.test_fraction, random_state=section.seed)
+    # Val and test are drawn from the labelled samples (they judge accuracy); unlabelled ones are transfer
+    # data and all go to training, where the teacher alone teaches them.
+    labelled = np.flatnonzero(labels != UNLABELLED)
+    if len(labelled) < 10:
+        raise RecipeError(f"'{section.path}' has {len(labelled)} labelled samples; val and test need at least 10")
+    rest, test = train_test_split(labelled, test_size=section.test_fraction, random_state=section.seed)
     train, val = train_test_split(rest, test_size=section.val_fraction / (1.0 - section.test_fraction),
                                   random_state=section.seed)  # fmt: skip
+    train = np.concatenate([train, np.flatnonzero(labels == UNLABELLED)])
     split = {"method": "random", "seed": section.seed, "train": len(train), "val": len(val), "test": len(test),
              "classes": classes, "unlabelled_train": int((labels[train] == UNLABELLED).sum()),
              "source": str(section.path), "max_length": section.max_length}  # fmt: skip
