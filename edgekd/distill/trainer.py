@@ -148,7 +148,8 @@ class Trainer:
         with _stop_on_signals(self), progress_bar(f"train {self.label}", total=cfg.epochs) as advance:
             while state["epoch"] < cfg.epochs and not state["finished"]:
                 self._run_epoch(net, optimizer, scheduler, state)
-                advance(f"val {state['history'][-1]['val_metric']:.4f}")
+                last = state["history"][-1]
+                advance(f"loss {last['loss']:.4f}  val {last['val_metric']:.4f}")
         return self._finish(state)
 
     def _wrapped(self) -> nn.Module:
@@ -199,8 +200,8 @@ class Trainer:
                 nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             optimizer.step()
             scheduler.step()
-            for name, value in {"total": total, **terms}.items():
-                state["sums"][name] = state["sums"].get(name, 0.0) + value.item() * len(idx)
+            for name, value in {"total": total, **terms}.items():  # summed as tensors: one sync per epoch
+                state["sums"][name] = state["sums"].get(name, 0.0) + value.detach() * len(idx)
             state["seen"] += len(idx)
             state["step_in_epoch"] = step_in_epoch + 1
             state["global_step"] += 1
@@ -213,7 +214,7 @@ class Trainer:
 
     def _end_epoch(self, state, optimizer, seconds: float) -> None:
         metric = float(self.evaluate(self.model))
-        means = {name: total / max(state["seen"], 1) for name, total in state["sums"].items()}
+        means = {name: float(total) / max(state["seen"], 1) for name, total in state["sums"].items()}
         state["epoch"] += 1
         record = {"epoch": state["epoch"], "step": state["global_step"], "lr": optimizer.param_groups[0]["lr"],
                   "loss": means.get("total", 0.0), "losses": means, "val_metric": metric,
