@@ -29,7 +29,7 @@ def test_assistant_chain_in_the_pipeline(tmp_path):
     from edgekd.cli import main
 
     args = ["distill-and-export", "--output-dir", str(tmp_path), "--run-name", "chain"]
-    for override in ['distill.assistants=[{factory="tests.user_models:mlp", factory_kwargs={hidden=48}, '
+    for override in ['distill.assistants=[{factory="tests.test_models_factories:mlp", factory_kwargs={hidden=48}, '
                      'architecture="mlp-48"}]', "teacher.epochs=3", "distill.epochs=3",
                      "distill.train_scratch_baseline=false", "measure.warmup_runs=1", "measure.min_runs=3",
                      "measure.min_seconds=0.01", "build.openvino=false",

@@ -3,6 +3,8 @@ distilled into a 2-layer shrunk student, exported to ONNX and measured in the re
 
 import copy
 import json
+import random
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -14,7 +16,42 @@ pytest.importorskip("transformers", reason="needs the hf extra: pip install \"ed
 from edgekd.distill import LossSpec, TrainConfig, fit  # noqa: E402
 from edgekd.models.hf import encoder_from_config, load_hf_encoder, shrink_encoder, shrunk_layers  # noqa: E402
 from edgekd.report import load_report  # noqa: E402
-from tests.hf_fixtures import make_text_file, make_tiny_bert  # noqa: E402
+
+WORDS = ["good", "great", "fine", "nice", "bad", "awful", "poor", "sad", "the", "movie", "food", "day", "was",
+         "very", "really", "quite", "a", "an", "it", "is"]  # fmt: skip
+POSITIVE, NEGATIVE = WORDS[:4], WORDS[4:8]
+
+
+def make_tiny_bert(directory: Path, layers: int = 4, num_labels: int = 2, output: str = "logits") -> Path:
+    """Save a random-init 4-layer BERT (hidden 32) and its WordPiece tokenizer to `directory`."""
+    from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = directory / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
+    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(str(directory))
+    config = BertConfig(vocab_size=len(WORDS) + 5, hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=32, num_labels=num_labels)  # fmt: skip
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(config) if output == "logits" else BertModel(config)
+    model.save_pretrained(str(directory))
+    return directory
+
+
+def make_text_file(path: Path, samples: int = 80, unlabelled: int = 0) -> Path:
+    """JSONL sentences whose label is whether they hold positive words; the first `unlabelled` have no label."""
+    rng = random.Random(0)
+    rows = []
+    for i in range(samples):
+        positive = i % 2 == 0
+        words = [rng.choice(WORDS[8:]) for _ in range(4)] + [rng.choice(POSITIVE if positive else NEGATIVE)]
+        rng.shuffle(words)
+        row = {"text": " ".join(words)}
+        if i >= unlabelled:
+            row["label"] = "pos" if positive else "neg"
+        rows.append(json.dumps(row))
+    path.write_text("\n".join(rows) + "\n")
+    return path
 
 
 @pytest.fixture(scope="module")

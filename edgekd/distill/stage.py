@@ -111,7 +111,7 @@ def build_student(recipe: Recipe, task: TaskData, teacher: nn.Module) -> tuple[n
     return spec.build(key="student.architecture"), spec, {"origin": "zoo"}
 
 
-def _config(d: DistillSection, seed: int) -> TrainConfig:
+def train_config(d: DistillSection, seed: int) -> TrainConfig:
     return TrainConfig(epochs=d.epochs, lr=d.lr, batch_size=d.batch_size, seed=seed, weight_decay=d.weight_decay,
                        warmup_fraction=d.warmup_fraction, grad_clip=d.grad_clip, patience=d.patience,
                        checkpoint_every=d.checkpoint_every)  # fmt: skip
@@ -121,7 +121,7 @@ def distill_stage(recipe: Recipe, task: TaskData, teacher: nn.Module, run_dir: P
     """Distil the student (through any assistants), write `student.safetensors`, and summarise the run:
     the losses and their final values, test accuracy, fidelity to the teacher, the labels-only baseline."""
     d = recipe.distill
-    config = _config(d, recipe.task.seed)
+    config = train_config(d, recipe.task.seed)
     summary: dict[str, Any] = {
         "loss": "+".join(loss.name for loss in d.losses), "temperature": d.temperature, "alpha": d.alpha,
         "epochs": d.epochs, "lr": d.lr, "batch_size": d.batch_size, "seed": recipe.task.seed,
