@@ -182,8 +182,13 @@ def _check_recipe_values(recipe: Recipe) -> None:
         (recipe.distill.patience >= 0, "distill.patience", "must be >= 0 (0 = off)"),
         (len(recipe.distill.losses) >= 1, "distill.losses", "must name at least one loss"),
     ]
+    from edgekd.distill.losses import LOSSES  # the registry is the one list of names (checked before training)
+
     for i, loss in enumerate(recipe.distill.losses):
         checks.append((math.isfinite(loss.weight) and loss.weight >= 0, f"distill.losses[{i}].weight", "must be >= 0"))
+        hint = did_you_mean(loss.name, LOSSES)
+        checks.append((loss.name in LOSSES, f"distill.losses[{i}].name",
+                       f"'{loss.name}' is not a loss{hint}; choose from {', '.join(LOSSES)}"))  # fmt: skip
     for i, assistant in enumerate(recipe.distill.assistants):
         checks.append((bool(assistant.architecture or assistant.factory), f"distill.assistants[{i}]",
                        "needs an architecture or a factory"))  # fmt: skip
