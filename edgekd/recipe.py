@@ -72,7 +72,8 @@ class LossSection:
 
 @dataclass(frozen=True)
 class AssistantSection:
-    """A teacher-assistant: distilled from the previous model, then teaches the next (Mirzadeh et al., 2020)."""
+    """A teacher-assistant: distilled from the previous model, then teaches the next (Mirzadeh et al., 2020).
+    An assistant with the student's own architecture makes a born-again step (Furlanello et al., 2018)."""
 
     architecture: str = ""
     factory: str = ""

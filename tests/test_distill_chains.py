@@ -14,12 +14,12 @@ def test_student_learns_from_the_teacher_alone_when_no_sample_is_labelled():
     task = load_digits_task(TaskSection())
     torch.manual_seed(0)
     teacher = build_model("digits-tiny", 10)
-    fit(teacher, task.x_train, task.y_train, task.x_val, task.y_val, TrainConfig(8, 1e-2, 64, 0),
+    fit(teacher, task.x_train, task.y_train, task.x_val, task.y_val, TrainConfig(5, 1e-2, 64, 0),
         [LossSpec("cross-entropy")], label="teacher")  # fmt: skip
     torch.manual_seed(1)
     student = build_model("digits-tiny", 10)
     no_labels = np.full_like(task.y_train, -1)
-    result = fit(student, task.x_train, no_labels, task.x_val, task.y_val, TrainConfig(8, 1e-2, 64, 0),
+    result = fit(student, task.x_train, no_labels, task.x_val, task.y_val, TrainConfig(5, 1e-2, 64, 0),
                  [LossSpec("hinton-kd")], label="student", teacher=teacher.eval(), temperature=4.0,
                  alpha=0.7)  # fmt: skip
     assert result.best_val_metric > 0.8  # chance is 0.1: everything it knows came through the teacher
@@ -29,8 +29,9 @@ def test_assistant_chain_in_the_pipeline(tmp_path):
     from edgekd.cli import main
 
     args = ["distill-and-export", "--output-dir", str(tmp_path), "--run-name", "chain"]
+    # teacher.epochs=4 as in quick_run: the session cache then serves the same teacher instead of training one
     for override in ['distill.assistants=[{factory="tests.test_models_factories:mlp", factory_kwargs={hidden=48}, '
-                     'architecture="mlp-48"}]', "teacher.epochs=3", "distill.epochs=3",
+                     'architecture="mlp-48"}]', "teacher.epochs=4", "distill.epochs=2",
                      "distill.train_scratch_baseline=false", "measure.warmup_runs=1", "measure.min_runs=3",
                      "measure.min_seconds=0.01", "build.openvino=false",
                      'quantize.variants=["int8-dynamic"]']:  # fmt: skip

@@ -19,6 +19,7 @@ from torch import nn
 from edgekd.distill.distributed import barrier, is_main, main_first
 from edgekd.distill.run import fidelity, fit, labelled_accuracy, predict_logits
 from edgekd.distill.trainer import TrainConfig
+from edgekd.errors import RecipeError
 from edgekd.fileio import sha256_file, sha256_json
 from edgekd.models import ModelSpec, count_parameters, load_weights, save_checkpoint, save_model
 from edgekd.recipe import DistillSection, LossSection, Recipe, StudentSection, TeacherSection
@@ -55,6 +56,10 @@ def _teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path, cache_root: Pa
     summary: dict[str, Any] = {}
     if section.hf_dir:
         from edgekd.models.hf import load_hf_encoder
+
+        if section.hf_output == "embedding":  # the report's rows judge class accuracy, meaningless for embeddings
+            raise RecipeError("recipe key 'teacher.hf_output': distill-and-export measures classifiers; distil an "
+                              "embedding encoder with edgekd.distill.fit (losses embedding-cosine / embedding-mse)")
 
         tokenizer = _tokenizer(recipe)
         spec = teacher_spec(section, task.num_classes, tokenizer.pad_token_id or 0)
