@@ -131,27 +131,3 @@ def _validation_metric(x_val: np.ndarray, y_val: np.ndarray, teacher: nn.Module 
         raise ValueError("training without labels needs a teacher")
     reference = predict_logits(teacher, x_val)
     return lambda model: fidelity(predict_logits(model, x_val), reference)["cosine"]
-
-
-def train_model(
-    model: nn.Module,
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
-    *,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    seed: int,
-    label: str,
-    teacher: nn.Module | None = None,
-    temperature: float = 1.0,
-    alpha: float = 0.0,
-    run_dir: Path | None = None,
-) -> TrainResult:
-    """Labels only, or Hinton KD from a frozen `teacher`: the short form used for teachers and baselines."""
-    losses = [LossSpec("hinton-kd" if teacher is not None else "cross-entropy")]
-    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
-    return fit(model, x_train, y_train, x_val, y_val, config, losses, label=label, teacher=teacher,
-               temperature=temperature, alpha=alpha, run_dir=run_dir)  # fmt: skip

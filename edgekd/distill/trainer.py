@@ -53,10 +53,6 @@ class TrainResult:
     final_losses: dict[str, float] = field(default_factory=dict)  # last epoch's mean of each term
     history: list[dict[str, Any]] = field(default_factory=list)
 
-    @property
-    def best_val_accuracy(self) -> float:  # the name the classification callers use
-        return self.best_val_metric
-
 
 class TrainingInterrupted(EdgekdError):
     """SIGINT/SIGTERM during training: the state was checkpointed; the message says how to resume."""
