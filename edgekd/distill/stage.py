@@ -69,6 +69,7 @@ def _teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path, cache_root: Pa
             save_model(teacher, spec, run_dir, "teacher", tokenizer)
     else:
         spec = teacher_spec(section, task.num_classes)
+        torch.manual_seed(recipe.task.seed)  # the teacher's init is part of the seeded run
         teacher = spec.build(key="teacher.factory" if section.factory else "teacher.architecture")
         if section.checkpoint:
             source, summary["origin"] = Path(section.checkpoint), "user checkpoint"
