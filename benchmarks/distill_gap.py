@@ -7,7 +7,7 @@ Hinton et al. (2015) report 91% on MNIST. With a 360-sample test split one sampl
 per-seed ratio is noisy; the pooled figure divides the mean gains. Nothing is tuned on the test split: the
 recipe's settings are used as given (choose them on validation, e.g. with --set and the val columns).
 
-Usage: PYTHONPATH=. python benchmarks/distill_gap.py [--seeds 0 1 2] [--set distill.temperature=2] [--name x]
+Usage: PYTHONPATH=. python benchmarks/distill_gap.py [--seeds 0 1 2 3 4] [--set distill.temperature=2] [--name x]
 Writes benchmarks/results/distill_gap[_NAME].{json,md}.
 """
 
@@ -60,7 +60,7 @@ def one_seed(recipe, seed: int, work_dir: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--name", default="")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/edgekd-distill-gap"))
