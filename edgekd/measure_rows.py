@@ -110,7 +110,9 @@ def measure_rows(
                 reference = TeacherReference(outputs, acc)
             rows.append({**row, **_row_figures(artifact, run_dir, result, acc, outputs, reference)})
     if reference is None:
-        raise StageError("measure: no teacher reference (the teacher could not be measured), so no drop")
+        teacher_row = next((r for r in rows if r.get("role") == "teacher"), None)
+        why = f": {teacher_row['reason']}" if teacher_row else ""
+        raise StageError(f"measure: the teacher could not be measured{why}; without it there is no accuracy drop")
     _add_stage_drops(rows, reference.accuracy)
     _add_comparison_flags(rows)
     return rows

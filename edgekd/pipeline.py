@@ -17,12 +17,13 @@ from edgekd import build as engines_build
 from edgekd import measure as m
 from edgekd.artifacts import Artifact, load_runner
 from edgekd.bundle import write_bundle
-from edgekd.distill import predict_logits, train_model
+from edgekd.distill import distributed, predict_logits
+from edgekd.distill.stage import distill_stage, teacher_stage
 from edgekd.export import check_parity, export_onnx
-from edgekd.fileio import sha256_file, sha256_json, write_text_atomic
+from edgekd.fileio import sha256_json, write_text_atomic
 from edgekd.hardware import OpenvinoSection, Profile, load_profile
 from edgekd.measure_rows import MeasureSettings, TeacherReference, measure_rows
-from edgekd.models import build_model, count_parameters, load_checkpoint, save_checkpoint
+from edgekd.models import count_parameters, load_saved_model
 from edgekd.progress import step
 from edgekd.quantize import quantize_int8_dynamic, quantize_int8_static
 from edgekd.recipe import Recipe
@@ -58,15 +59,17 @@ def distill_and_export(
     `openvino_precision` ("f32" / "auto") overrides the profiles' OpenVINO inference precision."""
     started = time.perf_counter()
     run_dir = Path(output_dir) / (run_name or recipe.name)
-    if fresh and run_dir.exists():
+    distributed.init_from_env()  # under torchrun: only the distill stage is shared, rank 0 does the rest
+    if fresh and run_dir.exists() and distributed.is_main():
         shutil.rmtree(run_dir)
+    distributed.barrier()
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "recipe.toml", recipe.to_toml())
     threads = recipe.measure.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
 
     step(f"task '{recipe.task.name}'")
-    task = load_task(recipe.task)
+    task = load_task(recipe.task, recipe.teacher.hf_dir)
     save_eval_split(run_dir / TEST_SPLIT, task.x_test, task.y_test, task.input_name)
     calibration = task.calibration_samples(recipe.quantize.calibration_samples, recipe.task.seed)
     save_eval_split(run_dir / CALIBRATION_SPLIT, calibration, np.zeros(len(calibration), np.int64), task.input_name)
@@ -79,8 +82,9 @@ def distill_and_export(
     )
     stages["distill"] = _timed(run_dir, "distill", distill_key, ["student.safetensors"],
                                lambda: _distill(recipe, task, teacher, run_dir))  # fmt: skip
-    student = build_model(recipe.student.architecture, task.num_classes)
-    load_checkpoint(student, run_dir / "student.safetensors")
+    if not distributed.is_main():
+        return RunResult(run_dir, {})
+    student = load_saved_model(run_dir / "student.safetensors", recipe.student.architecture, task.num_classes)
 
     export_key = stage_key({"export": recipe.export}, distill_key)
     stages["export"] = _timed(run_dir, "export", export_key, ["student.onnx"],
@@ -91,16 +95,16 @@ def distill_and_export(
     stages["quantize"] = _timed(run_dir, "quantize", quantize_key, quantized,
                                 lambda: _quantize(recipe, task, run_dir))  # fmt: skip
 
-    artifacts = _artifacts(recipe, task)
+    student_params = count_parameters(student)
+    artifacts = _artifacts(recipe, task, stages["teacher"]["params"], student_params)
     profiles = _target_profiles(recipe, openvino_precision)
-    engines, skipped, stages["build"] = _build_stage(recipe, task, run_dir, profiles, quantize_key)
+    engines, skipped, stages["build"] = _build_stage(recipe, task, run_dir, profiles, quantize_key, student_params)
     reference, stages["bundle"] = _bundle_stage(recipe, task, run_dir, profiles, artifacts + engines, threads)
     artifacts += _measured_here(engines, profiles)
 
     step("measure")
     settings = MeasureSettings.from_recipe(dataclasses.asdict(recipe.measure), threads)
     rows = measure_rows(artifacts, run_dir, task.x_test, task.y_test, settings, task.num_classes, skipped)
-    student_params = next(a.params for a in artifacts if a.name == "student")
     rows += _target_rows(profiles, _onnx_sources(recipe), run_dir, task, settings, reference, student_params)
     _mark_parity_failure(rows, stages["export"]["parity"])
     stages["total_seconds"] = round(time.perf_counter() - started, 3)
@@ -118,59 +122,13 @@ def _timed(run_dir: Path, name: str, key: str, outputs: list[str], work) -> dict
 
 
 def _teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Use the user's checkpoint, or a cached teacher for this task+teacher section, or train and cache one."""
+    """Use the user's checkpoint or Hugging Face directory, or a cached teacher, or train and cache one."""
     step("teacher")
-    t0 = time.perf_counter()
-    teacher = build_model(recipe.teacher.architecture, task.num_classes, key="teacher.architecture")
-    summary: dict[str, Any] = {}
-    if recipe.teacher.checkpoint:
-        source, summary["origin"] = Path(recipe.teacher.checkpoint), "user checkpoint"
-    else:
-        key = sha256_json({"task": recipe.task, "teacher": recipe.teacher})[:16]
-        source = cache_dir() / "teachers" / f"{recipe.teacher.architecture}-{key}.safetensors"
-        summary["origin"] = "cache"
-        if not source.is_file():
-            summary["origin"] = "trained"
-            result = train_model(
-                teacher, task.x_train, task.y_train, task.x_val, task.y_val,
-                epochs=recipe.teacher.epochs, lr=recipe.teacher.lr, batch_size=recipe.teacher.batch_size,
-                seed=recipe.task.seed, label="teacher",
-            )  # fmt: skip
-            summary["best_epoch"], summary["best_val_accuracy"] = result.best_epoch, result.best_val_accuracy
-            save_checkpoint(teacher, source)
-    load_checkpoint(teacher, source)
-    teacher.eval()
-    target = run_dir / "teacher.safetensors"
-    if source.resolve() != target.resolve():
-        shutil.copyfile(source, target)
-    summary.update(checkpoint="teacher.safetensors", sha256=sha256_file(target),
-                   seconds=round(time.perf_counter() - t0, 3))  # fmt: skip
-    return teacher, summary
+    return teacher_stage(recipe, task, run_dir, cache_dir())
 
 
 def _distill(recipe: Recipe, task: TaskData, teacher: torch.nn.Module, run_dir: Path) -> dict[str, Any]:
-    d = recipe.distill
-    common = dict(epochs=d.epochs, lr=d.lr, batch_size=d.batch_size, seed=recipe.task.seed)
-    summary: dict[str, Any] = {"loss": "hinton-kd", "temperature": d.temperature, "alpha": d.alpha, **common}
-    torch.manual_seed(recipe.task.seed)
-    student = build_model(recipe.student.architecture, task.num_classes, key="student.architecture")
-    initial_state = {k: v.clone() for k, v in student.state_dict().items()}
-    kd = train_model(student, task.x_train, task.y_train, task.x_val, task.y_val, label="student (KD)",
-                     teacher=teacher, temperature=d.temperature, alpha=d.alpha, **common)  # fmt: skip
-    save_checkpoint(student, run_dir / "student.safetensors")
-    summary["kd"] = {"best_epoch": kd.best_epoch, "best_val_accuracy": kd.best_val_accuracy,
-                     "test_accuracy": m.accuracy(predict_logits(student, task.x_test), task.y_test)}  # fmt: skip
-    if d.train_scratch_baseline:
-        scratch = build_model(recipe.student.architecture, task.num_classes)
-        scratch.load_state_dict(initial_state)  # same init as the KD student, so only the loss differs
-        result = train_model(scratch, task.x_train, task.y_train, task.x_val, task.y_val,
-                             label="student (labels only)", **common)  # fmt: skip
-        summary["labels_only"] = {
-            "best_epoch": result.best_epoch,
-            "best_val_accuracy": result.best_val_accuracy,
-            "test_accuracy": m.accuracy(predict_logits(scratch, task.x_test), task.y_test),
-        }
-    return summary
+    return distill_stage(recipe, task, teacher, run_dir)
 
 
 def _export(recipe: Recipe, task: TaskData, student: torch.nn.Module, run_dir: Path) -> dict[str, Any]:
@@ -194,10 +152,8 @@ def _quantize(recipe: Recipe, task: TaskData, run_dir: Path) -> dict[str, Any]:
     return summary
 
 
-def _artifacts(recipe: Recipe, task: TaskData) -> list[Artifact]:
+def _artifacts(recipe: Recipe, task: TaskData, teacher_params: int, student_params: int) -> list[Artifact]:
     """Every artifact of the run, teacher first (it is the reference the others are compared with)."""
-    teacher_params = count_parameters(build_model(recipe.teacher.architecture, task.num_classes))
-    student_params = count_parameters(build_model(recipe.student.architecture, task.num_classes))
     items = [
         Artifact("teacher", "teacher", "teacher.safetensors", "pytorch", "pytorch", "fp32", teacher_params,
                  architecture=recipe.teacher.architecture),
@@ -264,13 +220,12 @@ def _measured_here(built: list[Artifact], profiles: list[Profile]) -> list[Artif
 
 
 def _build_stage(
-    recipe: Recipe, task: TaskData, run_dir: Path, profiles: list[Profile], upstream: str
+    recipe: Recipe, task: TaskData, run_dir: Path, profiles: list[Profile], upstream: str, params: int
 ) -> tuple[list[Artifact], dict[str, str], dict[str, Any]]:
     """Build every host-buildable engine the target profiles ask for; a runtime missing here makes its
     rows `skipped` with the reason instead of failing the run."""
     host = next((p for p in profiles if p.device_class == "host"), load_profile("host"))
     specs = _host_specs(recipe, profiles)
-    params = count_parameters(build_model(recipe.student.architecture, task.num_classes))
     skipped = {s.artifact: reason for s in specs if (reason := get_runtime(s.measured_by).unavailable_reason())}
     to_build = [s for s in specs if s.artifact not in skipped]
 
@@ -317,7 +272,7 @@ def _bundle_stage(
                  "eval_batch_size": recipe.measure.eval_batch_size},
         "input": task.input_spec(),
         "teacher": {"architecture": recipe.teacher.architecture, "accuracy": reference.accuracy,
-                    "params": count_parameters(build_model(recipe.teacher.architecture, task.num_classes)),
+                    "params": teacher.params,
                     "reference": "teacher logits on the eval samples, in data/eval.npz"},
         "student": {"architecture": recipe.student.architecture, "params": shipped[0].params if shipped else 0},
         "artifacts": [a.to_dict() for a in shipped],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -18,16 +19,29 @@ from edgekd.errors import RecipeError, did_you_mean
 
 @dataclass(frozen=True)
 class TaskSection:
-    name: str = "digits"
+    name: str = "digits"  # "digits" (built in) or "text" (local files, for Hugging Face encoders)
     seed: int = 0  # seeds the split, the weight init and the batch order
     val_fraction: float = 0.15
     test_fraction: float = 0.2
+    path: str = ""  # text task: a local .txt (one sample per line), .csv or .jsonl file
+    text_field: str = "text"  # text task: the column / key holding the text
+    label_field: str = "label"  # text task: the column / key holding the class; missing or empty = unlabelled
+    max_length: int = 64  # text task: tokens per sample (padded / truncated)
+    tokenizer: str = ""  # text task: a local tokenizer directory; empty = the teacher's hf_dir
 
 
 @dataclass(frozen=True)
 class TeacherSection:
-    architecture: str = "digits-cnn"  # a name from the built-in zoo
-    checkpoint: str = ""  # a user's safetensors checkpoint; empty = train (and cache) one
+    # Where the model comes from, first match wins: hf_dir (a local Hugging Face directory), factory (a user's
+    # `package.module:function` called with factory_kwargs), else architecture (a name from the built-in zoo).
+    architecture: str = "digits-cnn"
+    factory: str = ""
+    factory_kwargs: dict[str, Any] = field(default_factory=dict)
+    hf_dir: str = ""
+    hf_output: str = "logits"  # Hugging Face: "logits" (classification head) or "embedding" (mean pooling)
+    checkpoint: str = ""  # safetensors or a torch state dict; empty = train (and cache) one (zoo / factory)
+    # Loading a pickled checkpoint that needs more than tensors can run arbitrary code. Off unless you trust it.
+    allow_pickle_code_execution: bool = False
     epochs: int = 30
     lr: float = 2e-3
     batch_size: int = 64
@@ -35,7 +49,35 @@ class TeacherSection:
 
 @dataclass(frozen=True)
 class StudentSection:
+    # Like the teacher: factory (+ factory_kwargs), hf_config (a local Hugging Face config, random init), or
+    # the zoo architecture. With a Hugging Face teacher and none of these, the student is the teacher shrunk.
     architecture: str = "digits-tiny"
+    factory: str = ""
+    factory_kwargs: dict[str, Any] = field(default_factory=dict)
+    hf_config: str = ""
+    shrink_layers: int = 0  # Hugging Face: keep this many teacher layers (evenly spaced); 0 = every other one
+    shrink_hidden_size: int = 0  # Hugging Face: a narrower student (hidden and FFN sliced); 0 = teacher's width
+
+
+@dataclass(frozen=True)
+class LossSection:
+    """One weighted term of the distillation loss (names: see edgekd.distill.losses.LOSSES)."""
+
+    name: str = "hinton-kd"
+    weight: float = 1.0
+    student_layers: tuple[str, ...] = ()  # fitnets-hint / attention-transfer: student module paths
+    teacher_layers: tuple[str, ...] = ()  # ... and the teacher module paths they learn from
+    layer_map: tuple[int, ...] = ()  # hidden-state-mse / attention-kl: teacher layer per student layer; () = uniform
+
+
+@dataclass(frozen=True)
+class AssistantSection:
+    """A teacher-assistant: distilled from the previous model, then teaches the next (Mirzadeh et al., 2020).
+    An assistant with the student's own architecture makes a born-again step (Furlanello et al., 2018)."""
+
+    architecture: str = ""
+    factory: str = ""
+    factory_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -44,7 +86,15 @@ class DistillSection:
     lr: float = 1e-2
     batch_size: int = 64
     temperature: float = 4.0
-    alpha: float = 0.7  # weight of the KD term; (1 - alpha) goes to cross-entropy on the labels
+    alpha: float = 0.7  # hinton-kd: weight of the KD term; (1 - alpha) goes to cross-entropy on the labels
+    losses: tuple[LossSection, ...] = (LossSection(),)
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay
+    warmup_fraction: float = 0.0  # share of the steps with a linear lr warm-up before the cosine decay
+    grad_clip: float = 0.0  # max gradient norm; 0 = no clipping
+    patience: int = 0  # early stopping: epochs without a better validation metric; 0 = run every epoch
+    cache_teacher_outputs: bool = True  # compute a frozen teacher's outputs once, memory-mapped on disk
+    checkpoint_every: int = 0  # steps between resume checkpoints (each epoch end always checkpoints)
+    assistants: tuple[AssistantSection, ...] = ()  # teacher -> assistants... -> student, each teaching the next
     train_scratch_baseline: bool = True  # the same student on labels alone, to show whether KD paid off
 
 
@@ -114,6 +164,7 @@ class Recipe:
 QUANTIZE_VARIANTS = ("int8-dynamic", "int8-static")
 MEASURE_PRESETS = ("quick", "default", "thorough")  # keys of edgekd.measure.timing.TIMING_PRESETS
 MEASURE_ISOLATION = ("subprocess", "in-process")
+HF_OUTPUTS = ("logits", "embedding")
 
 
 def _check_recipe_values(recipe: Recipe) -> None:
@@ -134,6 +185,27 @@ def _check_recipe_values(recipe: Recipe) -> None:
         (recipe.measure.threads >= 0, "measure.threads", "must be >= 0 (0 = one per core)"),
         (recipe.quantize.calibration_samples >= 1, "quantize.calibration_samples", "must be >= 1"),
     ]
+    checks += [
+        (recipe.task.max_length >= 2, "task.max_length", "must be >= 2"),
+        (recipe.teacher.hf_output in HF_OUTPUTS, "teacher.hf_output", f"must be one of {', '.join(HF_OUTPUTS)}"),
+        (recipe.student.shrink_layers >= 0, "student.shrink_layers", "must be >= 0"),
+        (recipe.student.shrink_hidden_size >= 0, "student.shrink_hidden_size", "must be >= 0"),
+        (0 <= recipe.distill.warmup_fraction < 1, "distill.warmup_fraction", "must be in [0, 1)"),
+        (recipe.distill.grad_clip >= 0, "distill.grad_clip", "must be >= 0 (0 = off)"),
+        (recipe.distill.weight_decay >= 0, "distill.weight_decay", "must be >= 0"),
+        (recipe.distill.patience >= 0, "distill.patience", "must be >= 0 (0 = off)"),
+        (len(recipe.distill.losses) >= 1, "distill.losses", "must name at least one loss"),
+    ]
+    from edgekd.distill.losses import LOSSES  # the registry is the one list of names (checked before training)
+
+    for i, loss in enumerate(recipe.distill.losses):
+        checks.append((math.isfinite(loss.weight) and loss.weight >= 0, f"distill.losses[{i}].weight", "must be >= 0"))
+        hint = did_you_mean(loss.name, LOSSES)
+        checks.append((loss.name in LOSSES, f"distill.losses[{i}].name",
+                       f"'{loss.name}' is not a loss{hint}; choose from {', '.join(LOSSES)}"))  # fmt: skip
+    for i, assistant in enumerate(recipe.distill.assistants):
+        checks.append((bool(assistant.architecture or assistant.factory), f"distill.assistants[{i}]",
+                       "needs an architecture or a factory"))  # fmt: skip
     for section, name in ((recipe.teacher, "teacher"), (recipe.distill, "distill")):
         checks.append((section.epochs >= 0, f"{name}.epochs", "must be >= 0"))
         checks.append((section.batch_size >= 1, f"{name}.batch_size", "must be >= 1"))
@@ -183,6 +255,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             except RecipeError:
                 continue
         raise RecipeError(f"recipe key '{key}' has the wrong type: {value!r}")
+    if origin is dict:  # free-form keyword arguments for a user's factory: plain TOML values
+        if not isinstance(value, dict):
+            raise RecipeError(f"recipe key '{key}' must be a table, got {value!r}")
+        return dict(value)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is int and isinstance(value, bool) or not isinstance(value, tp):

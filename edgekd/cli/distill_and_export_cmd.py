@@ -46,6 +46,8 @@ def distill_and_export(
         raise RecipeError(f"--openvino-precision must be 'auto' or 'f32', not '{openvino_precision}'")
     result = run_pipeline(load_recipe(recipe, overrides), output_dir, run_name=run_name, fresh=fresh,
                           openvino_precision=openvino_precision)  # fmt: skip
+    if not result.report:  # a non-zero rank under torchrun: rank 0 writes and prints the report
+        return
     if bundle_archive:
         archive_bundle(result.run_dir / "bundle")
     if as_json:

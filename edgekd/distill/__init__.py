@@ -1,6 +1,10 @@
-"""Distillation: losses and the training loop."""
+"""Distillation: the loss registry, the trainer (resume, DDP, teacher-output cache) and how to run it."""
 
-from edgekd.distill.losses import hinton_kd_loss
-from edgekd.distill.trainer import TrainResult, predict_logits, train_model
+from edgekd.distill.losses import LOSSES, CompositeLoss, LossContext, hinton_kd_loss
+from edgekd.distill.run import LossSpec, fidelity, fit, predict_logits
+from edgekd.distill.trainer import TrainConfig, Trainer, TrainingInterrupted, TrainResult
 
-__all__ = ["hinton_kd_loss", "TrainResult", "predict_logits", "train_model"]
+__all__ = [
+    "LOSSES", "CompositeLoss", "LossContext", "LossSpec", "TrainConfig", "TrainResult", "Trainer",
+    "TrainingInterrupted", "fidelity", "fit", "hinton_kd_loss", "predict_logits",
+]  # fmt: skip

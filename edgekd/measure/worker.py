@@ -158,8 +158,11 @@ def run_in_subprocess(job: MeasureJob, workdir: Path, timeout_s: float) -> dict[
     job_path, result_path = workdir / "job.json", workdir / "result.json"
     write_json_atomic(job_path, job.to_dict())
     result_path.unlink(missing_ok=True)
-    package_root = str(Path(__file__).resolve().parents[2])  # the edgekd this process runs, not another install
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    # The worker imports exactly what this process can: this edgekd (not another install) and the user's own
+    # model modules (named by import path in the recipe), wherever this process found them.
+    package_root = str(Path(__file__).resolve().parents[2])
+    search_path = [package_root, *(p or os.getcwd() for p in sys.path)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(search_path))}
     try:
         done = subprocess.run([sys.executable, "-m", "edgekd.measure.worker", str(job_path), str(result_path)],
                               capture_output=True, text=True, env=env, timeout=timeout_s)  # fmt: skip

@@ -1,6 +1,10 @@
-"""Models: the built-in zoo and safe checkpoint loading."""
+"""Models: the built-in zoo, user factories, Hugging Face encoders, and safe checkpoint loading."""
 
-from edgekd.models.checkpoint import count_parameters, load_checkpoint, save_checkpoint
+from edgekd.models.checkpoint import apply_state, count_parameters, load_checkpoint, save_checkpoint
+from edgekd.models.spec import ModelSpec, load_saved_model, load_weights, save_model
 from edgekd.models.zoo import ZOO, build_model
 
-__all__ = ["ZOO", "build_model", "count_parameters", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "ZOO", "ModelSpec", "apply_state", "build_model", "count_parameters", "load_checkpoint", "load_saved_model",
+    "load_weights", "save_checkpoint", "save_model",
+]  # fmt: skip

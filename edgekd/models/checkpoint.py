@@ -37,18 +37,23 @@ def load_checkpoint(model: nn.Module, path: Path) -> nn.Module:
         state = load_file(str(path))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"checkpoint '{path}' could not be read as safetensors: {exc}") from exc
+    return apply_state(model, state, str(path))
+
+
+def apply_state(model: nn.Module, state: dict[str, torch.Tensor], origin: str) -> nn.Module:
+    """Load `state` into `model`; a missing, unexpected or mis-shaped tensor is named in the error."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
-            f"checkpoint '{path}' does not fit the model: missing tensors {missing[:5]}, "
+            f"checkpoint '{origin}' does not fit the model: missing tensors {missing[:5]}, "
             f"unexpected tensors {unexpected[:5]}"
         )
     for name, tensor in state.items():
         if tensor.shape != expected[name].shape:
             raise CheckpointError(
-                f"checkpoint '{path}': tensor '{name}' has shape {tuple(tensor.shape)}, "
+                f"checkpoint '{origin}': tensor '{name}' has shape {tuple(tensor.shape)}, "
                 f"the model expects {tuple(expected[name].shape)}"
             )
     with torch.no_grad():

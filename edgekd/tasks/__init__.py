@@ -8,13 +8,16 @@ from edgekd.errors import RecipeError, did_you_mean
 from edgekd.recipe import TaskSection
 from edgekd.tasks.base import TaskData
 from edgekd.tasks.digits import load_digits_task
+from edgekd.tasks.text import load_text_task
 
-TASKS: dict[str, Callable[[TaskSection], TaskData]] = {
+TASKS: dict[str, Callable[..., TaskData]] = {
     "digits": load_digits_task,
+    "text": load_text_task,
 }
 
 
-def load_task(section: TaskSection) -> TaskData:
+def load_task(section: TaskSection, tokenizer_dir: str = "") -> TaskData:
+    """Load the recipe's task; `tokenizer_dir` is the text task's fallback tokenizer (the teacher's)."""
     try:
         loader = TASKS[section.name]
     except KeyError:
@@ -22,7 +25,7 @@ def load_task(section: TaskSection) -> TaskData:
         raise RecipeError(
             f"recipe key 'task.name': unknown task '{section.name}'{hint}; choose from {', '.join(TASKS)}"
         ) from None
-    return loader(section)
+    return loader(section, tokenizer_dir) if section.name == "text" else loader(section)
 
 
 __all__ = ["TaskData", "load_task", "TASKS"]

@@ -1,0 +1,133 @@
+"""Training a model for a task: on labels alone, or distilled from a teacher with a recipe's losses.
+
+These functions assemble the trainer's parts (loss terms, teacher outputs live or cached, the validation
+metric, the checkpoint and log paths) so the pipeline, the benchmarks and the tests share one way to train.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgekd.distill.distributed import main_first
+from edgekd.distill.losses import UNLABELLED, CompositeLoss, LossContext
+from edgekd.distill.teacher_cache import CachedTeacher, LiveTeacher
+from edgekd.distill.trainer import TrainConfig, Trainer, TrainResult
+from edgekd.fileio import sha256_json
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A loss term outside a recipe (the recipe's LossSection has the same fields)."""
+
+    name: str
+    weight: float = 1.0
+    student_layers: tuple[str, ...] = ()
+    teacher_layers: tuple[str, ...] = ()
+    layer_map: tuple[int, ...] = ()
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    model.eval()
+    chunks = [model(torch.from_numpy(inputs[i : i + batch_size])) for i in range(0, len(inputs), batch_size)]
+    return torch.cat(chunks).numpy()
+
+
+def fidelity(outputs: np.ndarray, teacher_outputs: np.ndarray) -> dict[str, float]:
+    """How closely a student follows its teacher: mean cosine of the outputs, top-1 agreement, mean KL."""
+    s, t = torch.from_numpy(outputs).double(), torch.from_numpy(teacher_outputs).double()
+    kl = F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), reduction="batchmean", log_target=True)
+    return {
+        "cosine": round(float(F.cosine_similarity(s, t, dim=-1).mean()), 6),
+        "top1_agreement": round(float((s.argmax(-1) == t.argmax(-1)).double().mean()), 6),
+        "mean_kl": round(float(kl), 6),
+    }
+
+
+def labelled_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    mask = labels != UNLABELLED
+    return float((logits[mask].argmax(axis=1) == labels[mask]).mean())
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+
+
+def _num_layers(model: nn.Module) -> int:
+    return int(getattr(model, "num_layers", 0))
+
+
+def fit(
+    model: nn.Module,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    config: TrainConfig,
+    losses: Sequence[Any],
+    *,
+    label: str,
+    teacher: nn.Module | None = None,
+    temperature: float = 1.0,
+    alpha: float = 1.0,
+    run_dir: Path | None = None,
+    cache_teacher_dir: Path | None = None,
+    on_step=None,
+    distributed: bool = True,
+) -> TrainResult:
+    """Train `model` in place with the weighted `losses`; keeps the best validation epoch.
+
+    Validation metric: accuracy on the labelled validation samples; with none labelled, the mean cosine
+    between the model's outputs and the teacher's. `run_dir` enables resume checkpoints and the JSONL log;
+    `cache_teacher_dir` memory-maps the frozen teacher's outputs there instead of recomputing them.
+    Under torchrun the training is data-parallel unless `distributed` is False (one rank training alone).
+    """
+    context = LossContext(temperature, alpha, _num_layers(model), _num_layers(teacher) if teacher else 0)
+    torch.manual_seed(config.seed)  # the loss projections' init is part of the seeded run
+    loss = CompositeLoss(losses, context)
+    provider = None
+    teacher_digest = ""
+    if teacher is not None:
+        keys = loss.teacher_keys()
+        teacher_digest = _digest([v.detach().cpu().numpy() for v in teacher.state_dict().values()])
+        if cache_teacher_dir is not None and keys:
+            key = sha256_json({"teacher": teacher_digest, "inputs": _digest([x_train]), "keys": keys})
+            with main_first():  # under DDP rank 0 writes the cache, the others map it
+                provider = CachedTeacher.build(teacher, x_train, keys, cache_teacher_dir, key)
+        else:
+            provider = LiveTeacher(teacher, x_train, keys)
+    evaluate = _validation_metric(x_val, y_val, teacher)
+    trainer = Trainer(
+        model, loss, config, x_train, y_train, evaluate, teacher=provider, label=label,
+        checkpoint=run_dir / "checkpoints" / f"{_slug(label)}.pt" if run_dir else None,
+        log_path=run_dir / "train.jsonl" if run_dir else None, on_step=on_step,
+        identity=sha256_json({"teacher": teacher_digest, "losses": [repr(spec) for spec in losses]}),
+        distributed=distributed,
+    )  # fmt: skip
+    return trainer.fit()
+
+
+def _digest(arrays: Sequence[np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def _validation_metric(x_val: np.ndarray, y_val: np.ndarray, teacher: nn.Module | None):
+    if (y_val != UNLABELLED).any():
+        return lambda model: labelled_accuracy(predict_logits(model, x_val), y_val)
+    if teacher is None:
+        raise ValueError("training without labels needs a teacher")
+    reference = predict_logits(teacher, x_val)
+    return lambda model: fidelity(predict_logits(model, x_val), reference)["cosine"]

@@ -1,0 +1,191 @@
+"""The teacher and distill stages of a run: which models, trained how, written where.
+
+Teacher: a local Hugging Face directory, a user factory with a checkpoint, or a zoo model with a checkpoint;
+without a checkpoint a zoo or factory teacher is trained once and cached. Student: the zoo, a factory, a
+Hugging Face config, or (with a Hugging Face teacher) the teacher shrunk. Optional teacher-assistants sit
+between them, each distilled from the previous model and then teaching the next.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgekd.distill.distributed import barrier, is_main, main_first
+from edgekd.distill.run import fidelity, fit, labelled_accuracy, predict_logits
+from edgekd.distill.trainer import TrainConfig
+from edgekd.errors import RecipeError
+from edgekd.fileio import sha256_file, sha256_json
+from edgekd.models import ModelSpec, count_parameters, load_weights, save_checkpoint, save_model
+from edgekd.recipe import DistillSection, LossSection, Recipe, StudentSection, TeacherSection
+from edgekd.tasks import TaskData
+
+TEACHER_FILE = "teacher.safetensors"
+STUDENT_FILE = "student.safetensors"
+
+
+def teacher_spec(section: TeacherSection, num_classes: int, pad_token_id: int = 0) -> ModelSpec:
+    if section.hf_dir:
+        return ModelSpec("hf", section.architecture, num_classes, hf_config=section.hf_dir,
+                         hf_output=section.hf_output, pad_token_id=pad_token_id)  # fmt: skip
+    if section.factory:
+        return ModelSpec("factory", section.architecture, num_classes, section.factory, dict(section.factory_kwargs))
+    return ModelSpec("zoo", section.architecture, num_classes)
+
+
+def _tokenizer(recipe: Recipe):
+    from edgekd.tasks.text import load_tokenizer
+
+    return load_tokenizer(recipe.task.tokenizer or recipe.teacher.hf_dir)
+
+
+def teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path, cache_root: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Load (or train and cache) the teacher and write it into the run directory as `teacher.safetensors`."""
+    with main_first():  # under DDP: rank 0 trains/caches and writes the teacher, the others then load it
+        return _teacher_stage(recipe, task, run_dir, cache_root)
+
+
+def _teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path, cache_root: Path) -> tuple[nn.Module, dict]:
+    t0 = time.perf_counter()
+    section = recipe.teacher
+    summary: dict[str, Any] = {}
+    if section.hf_dir:
+        from edgekd.models.hf import load_hf_encoder
+
+        if section.hf_output == "embedding":  # the report's rows judge class accuracy, meaningless for embeddings
+            raise RecipeError("recipe key 'teacher.hf_output': distill-and-export measures classifiers; distil an "
+                              "embedding encoder with edgekd.distill.fit (losses embedding-cosine / embedding-mse)")
+
+        tokenizer = _tokenizer(recipe)
+        spec = teacher_spec(section, task.num_classes, tokenizer.pad_token_id or 0)
+        teacher = load_hf_encoder(section.hf_dir, section.hf_output, task.num_classes, spec.pad_token_id)
+        summary["origin"] = "hugging face directory"
+        if is_main():
+            save_model(teacher, spec, run_dir, "teacher", tokenizer)
+    else:
+        spec = teacher_spec(section, task.num_classes)
+        torch.manual_seed(recipe.task.seed)  # the teacher's init is part of the seeded run
+        teacher = spec.build(key="teacher.factory" if section.factory else "teacher.architecture")
+        if section.checkpoint:
+            source, summary["origin"] = Path(section.checkpoint), "user checkpoint"
+        else:
+            key = sha256_json({"task": recipe.task, "teacher": section})[:16]
+            source = cache_root / "teachers" / f"{section.architecture}-{key}.safetensors"
+            summary["origin"] = "cache"
+            if not source.is_file():
+                summary["origin"] = "trained"
+                result = fit(teacher, task.x_train, task.y_train, task.x_val, task.y_val,
+                             TrainConfig(section.epochs, section.lr, section.batch_size, recipe.task.seed),
+                             [LossSection("cross-entropy")], label="teacher", distributed=False)  # fmt: skip
+                summary["best_epoch"], summary["best_val_accuracy"] = result.best_epoch, result.best_val_metric
+                save_checkpoint(teacher, source)
+        load_weights(teacher, source, section.allow_pickle_code_execution)
+        if is_main():
+            save_model(teacher, spec, run_dir, "teacher")
+    teacher.eval()
+    summary.update(checkpoint=TEACHER_FILE, sha256=sha256_file(run_dir / TEACHER_FILE),
+                   params=count_parameters(teacher), seconds=round(time.perf_counter() - t0, 3))  # fmt: skip
+    return teacher, summary
+
+
+def build_student(recipe: Recipe, task: TaskData, teacher: nn.Module) -> tuple[nn.Module, ModelSpec, dict[str, Any]]:
+    """The student, freshly initialised (or shrunk from a Hugging Face teacher), and how it was made."""
+    section: StudentSection = recipe.student
+    torch.manual_seed(recipe.task.seed)
+    if section.factory:
+        spec = ModelSpec("factory", section.architecture, task.num_classes, section.factory,
+                         dict(section.factory_kwargs))  # fmt: skip
+        return spec.build(key="student.factory"), spec, {"origin": "factory"}
+    if recipe.teacher.hf_dir:
+        from edgekd.models.hf import encoder_from_config, load_hf_config, shrink_encoder
+
+        base = teacher_spec(recipe.teacher, task.num_classes, teacher.pad_token_id)
+        spec = ModelSpec(**{**base.__dict__, "name": section.architecture})
+        if section.hf_config:
+            config = load_hf_config(section.hf_config, task.num_classes, recipe.teacher.hf_output)
+            student = encoder_from_config(config, recipe.teacher.hf_output, teacher.pad_token_id)
+            return student, spec, {"origin": f"config {section.hf_config}, random init"}
+        student, layers = shrink_encoder(teacher, section.shrink_layers, section.shrink_hidden_size)
+        return student, spec, {"origin": "teacher shrunk", "teacher_layers": layers,
+                               "hidden_size": student.hf.config.hidden_size}  # fmt: skip
+    spec = ModelSpec("zoo", section.architecture, task.num_classes)
+    return spec.build(key="student.architecture"), spec, {"origin": "zoo"}
+
+
+def train_config(d: DistillSection, seed: int) -> TrainConfig:
+    return TrainConfig(epochs=d.epochs, lr=d.lr, batch_size=d.batch_size, seed=seed, weight_decay=d.weight_decay,
+                       warmup_fraction=d.warmup_fraction, grad_clip=d.grad_clip, patience=d.patience,
+                       checkpoint_every=d.checkpoint_every)  # fmt: skip
+
+
+def distill_stage(recipe: Recipe, task: TaskData, teacher: nn.Module, run_dir: Path) -> dict[str, Any]:
+    """Distil the student (through any assistants), write `student.safetensors`, and summarise the run:
+    the losses and their final values, test accuracy, fidelity to the teacher, the labels-only baseline."""
+    d = recipe.distill
+    config = train_config(d, recipe.task.seed)
+    summary: dict[str, Any] = {
+        "loss": "+".join(loss.name for loss in d.losses), "temperature": d.temperature, "alpha": d.alpha,
+        "epochs": d.epochs, "lr": d.lr, "batch_size": d.batch_size, "seed": recipe.task.seed,
+        "teacher_outputs": "cached (memory-mapped)" if d.cache_teacher_outputs else "computed per batch",
+        "log": "train.jsonl",
+    }  # fmt: skip
+    teacher_outputs = predict_logits(teacher, task.x_test)
+    common = dict(temperature=d.temperature, alpha=d.alpha, run_dir=run_dir)
+    assistants = []
+    for i, section in enumerate(d.assistants, 1):
+        spec = teacher_spec(TeacherSection(architecture=section.architecture, factory=section.factory,
+                                           factory_kwargs=dict(section.factory_kwargs)), task.num_classes)  # fmt: skip
+        torch.manual_seed(recipe.task.seed)
+        assistant = spec.build(key=f"distill.assistants[{i - 1}]")
+        label = f"assistant {i}"
+        result = fit(assistant, task.x_train, task.y_train, task.x_val, task.y_val, config,
+                     [LossSection("hinton-kd")], label=label, teacher=teacher,
+                     cache_teacher_dir=_cache(run_dir, d, label), **common)  # fmt: skip
+        accuracy = labelled_accuracy(predict_logits(assistant, task.x_test), task.y_test)
+        assistants.append({"architecture": section.architecture or section.factory, "test_accuracy": accuracy,
+                           "params": count_parameters(assistant), "best_epoch": result.best_epoch})  # fmt: skip
+        teacher = assistant.eval()
+    if assistants:
+        summary["assistants"] = assistants
+    student, spec, origin = build_student(recipe, task, teacher)
+    initial_state = {k: v.clone() for k, v in student.state_dict().items()}
+    label = "student (KD)"
+    result = fit(student, task.x_train, task.y_train, task.x_val, task.y_val, config, d.losses, label=label,
+                 teacher=teacher, cache_teacher_dir=_cache(run_dir, d, label), **common)  # fmt: skip
+    if is_main():
+        save_model(student, spec, run_dir, "student", _tokenizer(recipe) if spec.kind == "hf" else None)
+    outputs = predict_logits(student, task.x_test)
+    summary["student"] = {**origin, "params": count_parameters(student)}
+    summary["losses"] = [{"name": loss.name, "weight": loss.weight, "final": result.final_losses.get(loss.name)}
+                         for loss in d.losses]  # fmt: skip
+    summary["kd"] = {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_metric,
+                     "steps": result.steps, "stopped_early": result.stopped_early}  # fmt: skip
+    if spec.hf_output != "embedding":
+        summary["kd"]["test_accuracy"] = labelled_accuracy(outputs, task.y_test)
+    summary["fidelity"] = {"split": "test", **fidelity(outputs, teacher_outputs)}
+    if d.train_scratch_baseline and (task.y_train >= 0).any() and spec.hf_output != "embedding":
+        scratch, _, _ = build_student(recipe, task, teacher)
+        scratch.load_state_dict(initial_state)  # same init as the KD student, so only the loss differs
+        baseline = fit(scratch, task.x_train, task.y_train, task.x_val, task.y_val, config,
+                       [LossSection("cross-entropy")], label="student (labels only)", run_dir=run_dir)  # fmt: skip
+        summary["labels_only"] = {
+            "best_epoch": baseline.best_epoch,
+            "best_val_accuracy": baseline.best_val_metric,
+            "test_accuracy": labelled_accuracy(predict_logits(scratch, task.x_test), task.y_test),
+        }
+    barrier()
+    if is_main():
+        for scratch_dir in ("teacher-outputs", "checkpoints"):  # the stage is done: caches and resume points served
+            shutil.rmtree(run_dir / scratch_dir, ignore_errors=True)
+    return summary
+
+
+def _cache(run_dir: Path, d: DistillSection, label: str) -> Path | None:
+    if not d.cache_teacher_outputs:
+        return None
+    return run_dir / "teacher-outputs" / label.replace(" ", "-").replace("(", "").replace(")", "")

@@ -1,0 +1,141 @@
+"""Hugging Face encoders from a local directory (never the hub), and students made by shrinking them.
+
+`HFEncoder` wraps a transformers model so it takes one tensor, `input_ids`, like every other edgekd model:
+the attention mask is derived inside the graph (`input_ids != pad_token_id`), so the exported ONNX model
+has one input and the measure path needs nothing special. It returns classification logits, or a
+mean-pooled sentence embedding; with `emit_internals` set it also returns per-layer hidden states and
+attention distributions for the TinyBERT/MiniLM losses.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgekd.errors import CheckpointError, MissingDependencyError, RecipeError
+
+
+def require_transformers() -> Any:
+    try:
+        import transformers
+    except ImportError:
+        raise MissingDependencyError("transformers", "hf", "a Hugging Face model") from None
+    return transformers
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean of the token vectors that are not padding (sentence-transformers' default pooling)."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+
+
+class HFEncoder(nn.Module):
+    def __init__(self, hf_model: nn.Module, output: str, pad_token_id: int):
+        super().__init__()
+        self.hf = hf_model
+        self.output = output
+        self.pad_token_id = int(pad_token_id)
+        self.emit_internals = False
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.hf.config.num_hidden_layers)
+
+    def forward(self, input_ids: torch.Tensor):
+        mask = (input_ids != self.pad_token_id).long()
+        internals = self.emit_internals
+        out = self.hf(input_ids=input_ids, attention_mask=mask, output_hidden_states=internals or
+                      self.output == "embedding", output_attentions=internals)  # fmt: skip
+        result = out.logits if self.output == "logits" else mean_pool(out.hidden_states[-1], mask)
+        if not internals:
+            return result
+        outputs = {"logits": result}
+        outputs.update({f"hidden.{i}": h for i, h in enumerate(out.hidden_states)})
+        outputs.update({f"attention.{i}": a for i, a in enumerate(out.attentions, 1)})
+        return outputs
+
+
+def _model_class(output: str):
+    transformers = require_transformers()
+    return transformers.AutoModelForSequenceClassification if output == "logits" else transformers.AutoModel
+
+
+def load_hf_config(path: str | Path, num_classes: int, output: str):
+    transformers = require_transformers()
+    path = Path(path)
+    if not path.exists():
+        raise RecipeError(f"Hugging Face path '{path}' does not exist (edgekd reads local directories only)")
+    source = path.parent if path.is_file() else path
+    config = transformers.AutoConfig.from_pretrained(str(source), local_files_only=True)
+    config._attn_implementation = "eager"  # attention probabilities for attention-kl; plain ops for export
+    if output == "logits" and num_classes:
+        config.num_labels = num_classes
+    return config
+
+
+def encoder_from_config(config, output: str, pad_token_id: int) -> HFEncoder:
+    model = _model_class(output).from_config(config, attn_implementation="eager")
+    return HFEncoder(model, output, pad_token_id)
+
+
+def load_hf_encoder(directory: str | Path, output: str, num_classes: int, pad_token_id: int) -> HFEncoder:
+    """A pretrained encoder from a local directory; a head missing from the checkpoint is a clear error."""
+    directory = Path(directory)
+    config = load_hf_config(directory, num_classes, output)
+    try:
+        model, info = _model_class(output).from_pretrained(
+            str(directory), config=config, local_files_only=True, attn_implementation="eager",
+            output_loading_info=True,
+        )  # fmt: skip
+    except OSError as exc:
+        raise CheckpointError(f"Hugging Face directory '{directory}' could not be loaded: {exc}") from exc
+    if output == "logits" and info.get("missing_keys"):
+        raise CheckpointError(
+            f"'{directory}' has no trained classification head (missing {sorted(info['missing_keys'])[:3]}); "
+            "fine-tune it first, or set teacher.hf_output = \"embedding\" to distil its mean-pooled embeddings"
+        )
+    return HFEncoder(model, output, pad_token_id)
+
+
+def shrunk_layers(teacher_layers: int, keep: int) -> list[int]:
+    """Evenly spaced teacher layers, starting at the first: DistilBERT's every-other-layer for keep = T / 2."""
+    keep = keep or max(teacher_layers // 2, 1)
+    if not 1 <= keep <= teacher_layers:
+        raise RecipeError(f"recipe key 'student.shrink_layers': {keep} must be between 1 and {teacher_layers}")
+    return [i * teacher_layers // keep for i in range(keep)]
+
+
+_LAYER = re.compile(r"\.layer\.(\d+)\.")
+
+
+def shrink_encoder(teacher: HFEncoder, keep_layers: int = 0, hidden_size: int = 0) -> tuple[HFEncoder, list[int]]:
+    """A student with fewer layers (and optionally narrower), initialised from the chosen teacher layers.
+
+    Each student tensor is copied from its teacher counterpart (layer i <- teacher layer chosen[i]); when
+    narrower, from the teacher tensor's leading slice in every dimension that shrank.
+    """
+    config = copy.deepcopy(teacher.hf.config)
+    chosen = shrunk_layers(config.num_hidden_layers, keep_layers)
+    config.num_hidden_layers = len(chosen)
+    if hidden_size:
+        if hidden_size % config.num_attention_heads:
+            raise RecipeError(f"recipe key 'student.shrink_hidden_size': {hidden_size} must be a multiple of the "
+                              f"teacher's {config.num_attention_heads} attention heads")  # fmt: skip
+        config.intermediate_size = config.intermediate_size * hidden_size // config.hidden_size
+        config.hidden_size = hidden_size
+    student = encoder_from_config(config, teacher.output, teacher.pad_token_id)
+    source = teacher.state_dict()
+    target = student.state_dict()
+    for name, tensor in target.items():
+        teacher_name = _LAYER.sub(lambda m: f".layer.{chosen[int(m.group(1))]}.", name)
+        if teacher_name not in source:
+            raise CheckpointError(f"shrinking: the teacher has no tensor '{teacher_name}' for '{name}'")
+        value = source[teacher_name]
+        target[name] = value[tuple(slice(0, n) for n in tensor.shape)].clone() if value.dim() else value.clone()
+    student.load_state_dict(target)
+    return student, chosen

@@ -1,0 +1,190 @@
+"""Hugging Face encoders from a local directory: a tiny BERT made here (random init, from a config) is
+distilled into a 2-layer shrunk student, exported to ONNX and measured in the report."""
+
+import copy
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+pytest.importorskip("transformers", reason="needs the hf extra: pip install \"edgekd[hf]\"")
+
+from edgekd.distill import LossSpec, TrainConfig, fit  # noqa: E402
+from edgekd.models.hf import encoder_from_config, load_hf_encoder, shrink_encoder, shrunk_layers  # noqa: E402
+from edgekd.report import load_report  # noqa: E402
+
+WORDS = ["good", "great", "fine", "nice", "bad", "awful", "poor", "sad", "the", "movie", "food", "day", "was",
+         "very", "really", "quite", "a", "an", "it", "is"]  # fmt: skip
+POSITIVE, NEGATIVE = WORDS[:4], WORDS[4:8]
+
+
+def make_tiny_bert(directory: Path, layers: int = 4, num_labels: int = 2, output: str = "logits") -> Path:
+    """Save a random-init 4-layer BERT (hidden 32) and its WordPiece tokenizer to `directory`."""
+    from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = directory / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
+    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(str(directory))
+    config = BertConfig(vocab_size=len(WORDS) + 5, hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=32, num_labels=num_labels)  # fmt: skip
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(config) if output == "logits" else BertModel(config)
+    model.save_pretrained(str(directory))
+    return directory
+
+
+def make_text_file(path: Path, samples: int = 80, unlabelled: int = 0) -> Path:
+    """JSONL sentences whose label is whether they hold positive words; the first `unlabelled` have no label."""
+    rng = random.Random(0)
+    rows = []
+    for i in range(samples):
+        positive = i % 2 == 0
+        words = [rng.choice(WORDS[8:]) for _ in range(4)] + [rng.choice(POSITIVE if positive else NEGATIVE)]
+        rng.shuffle(words)
+        row = {"text": " ".join(words)}
+        if i >= unlabelled:
+            row["label"] = "pos" if positive else "neg"
+        rows.append(json.dumps(row))
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory):
+    return make_tiny_bert(tmp_path_factory.mktemp("hf") / "tiny-bert")
+
+
+@pytest.fixture(scope="module")
+def hf_run(bert_dir, tmp_path_factory):
+    """`edgekd distill-and-export` on a text recipe: tiny BERT teacher -> 2-layer shrunk student."""
+    root = tmp_path_factory.mktemp("hf-run")
+    data = make_text_file(root / "reviews.jsonl", samples=96, unlabelled=16)
+    recipe = root / "text.toml"
+    recipe.write_text(f"""
+name = "tiny-text"
+[task]
+name = "text"
+path = "{data}"
+max_length = 12
+[teacher]
+architecture = "tiny-bert"
+hf_dir = "{bert_dir}"
+[student]
+architecture = "tiny-bert-2l"
+shrink_layers = 2
+[distill]
+epochs = 3
+lr = 0.001
+batch_size = 16
+[[distill.losses]]
+name = "hinton-kd"
+[[distill.losses]]
+name = "hidden-state-mse"
+weight = 0.5
+[[distill.losses]]
+name = "attention-kl"
+weight = 0.5
+[quantize]
+variants = ["int8-dynamic"]
+calibration_samples = 16
+[build]
+openvino = false
+[measure]
+warmup_runs = 1
+min_runs = 5
+min_seconds = 0.02
+""")
+    from edgekd.cli import main
+
+    try:
+        main(["distill-and-export", str(recipe), "--output-dir", str(root / "export")])
+    except SystemExit as exc:
+        assert exc.code in (0, None), f"distill-and-export exited {exc.code}"
+    return root / "export" / "tiny-text"
+
+
+def test_shrunk_student_appears_in_the_report_with_its_fidelity(hf_run):
+    report = load_report(hf_run)
+    rows = {row["artifact"]: row for row in report["rows"]}
+    for name in ("teacher", "student", "student-onnx-fp32", "student-onnx-int8-dynamic"):
+        assert rows[name]["status"] == "ok", (name, rows[name]["reason"])
+    assert report["task"]["split"]["unlabelled_train"] == 16  # transfer data: taught by the teacher alone
+    distill = report["stages"]["distill"]
+    assert distill["student"]["origin"] == "teacher shrunk"
+    assert distill["student"]["teacher_layers"] == [0, 2]  # DistilBERT-style: every other layer
+    assert 0.0 < distill["fidelity"]["cosine"] <= 1.0
+    assert {loss["name"] for loss in distill["losses"]} == {"hinton-kd", "hidden-state-mse", "attention-kl"}
+    assert all(np.isfinite(loss["final"]) for loss in distill["losses"])
+    assert rows["student"]["params"] < rows["teacher"]["params"]
+
+
+def test_run_directory_carries_tokenizer_and_a_one_input_onnx(hf_run):
+    config = json.loads((hf_run / "student-hf" / "config.json").read_text())
+    assert config["num_hidden_layers"] == 2
+    assert (hf_run / "student-hf" / "tokenizer.json").is_file() or (hf_run / "student-hf" / "vocab.txt").is_file()
+    model = onnx.load(str(hf_run / "student.onnx"))
+    assert [i.name for i in model.graph.input] == ["input_ids"]  # the attention mask is derived in the graph
+    assert report_parity(hf_run)["passed"]
+
+
+def report_parity(run_dir):
+    return load_report(run_dir)["stages"]["export"]["parity"]
+
+
+def test_shrink_copies_the_chosen_teacher_layers(bert_dir):
+    teacher = load_hf_encoder(bert_dir, "logits", 2, 0)
+    student, chosen = shrink_encoder(teacher, keep_layers=2)
+    assert chosen == [0, 2] and shrunk_layers(12, 0) == [0, 2, 4, 6, 8, 10]
+    t, s = teacher.state_dict(), student.state_dict()
+    key = "hf.bert.encoder.layer.{}.attention.self.query.weight"
+    assert torch.equal(s[key.format(1)], t[key.format(2)])
+    assert torch.equal(s["hf.bert.embeddings.word_embeddings.weight"], t["hf.bert.embeddings.word_embeddings.weight"])
+    narrow, _ = shrink_encoder(teacher, keep_layers=2, hidden_size=16)
+    assert narrow.hf.config.hidden_size == 16 and narrow.hf.config.intermediate_size == 32
+    assert torch.equal(narrow.state_dict()[key.format(0)], t[key.format(0)][:16, :16])
+
+
+def test_mean_pooled_encoder_distils_from_unlabelled_text(tmp_path):
+    """A sentence-embedding teacher (no head), unlabelled data: the student learns the embeddings alone."""
+    bert = make_tiny_bert(tmp_path / "enc", output="embedding")
+    teacher = load_hf_encoder(bert, "embedding", 0, 0).eval()
+    config = copy.deepcopy(teacher.hf.config)
+    config.num_hidden_layers = 2
+    torch.manual_seed(5)
+    student = encoder_from_config(config, "embedding", 0)  # a student from a config, random init
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, 25, size=(48, 10)).astype(np.int64)
+    ids[:, 7:] = 0  # padding: the mean pool must ignore it
+    unlabelled = np.full(len(ids), -1, dtype=np.int64)
+    before = _cosine(student, teacher, ids)
+    result = fit(student, ids[:32], unlabelled[:32], ids[32:], unlabelled[32:],
+                 TrainConfig(epochs=6, lr=1e-2, batch_size=16, seed=0),
+                 [LossSpec("embedding-cosine")], label="encoder", teacher=teacher)  # fmt: skip
+    after = _cosine(student, teacher, ids)
+    assert result.best_val_metric == pytest.approx(after[32:].mean(), abs=1e-5)  # validation = cosine to teacher
+    assert after[32:].mean() > before[32:].mean() + 0.1
+    with torch.no_grad():
+        padded = teacher(torch.from_numpy(ids[:1]))
+        trimmed = teacher(torch.from_numpy(ids[:1, :7]))
+    assert torch.allclose(padded, trimmed, atol=1e-5)
+
+
+def _cosine(student, teacher, ids):
+    with torch.no_grad():
+        s, t = student.eval()(torch.from_numpy(ids)), teacher(torch.from_numpy(ids))
+    return torch.nn.functional.cosine_similarity(s, t).numpy()
+
+
+def test_missing_head_or_directory_is_a_clear_error(tmp_path):
+    bert = make_tiny_bert(tmp_path / "enc", output="embedding")
+    from edgekd.errors import CheckpointError, RecipeError
+
+    with pytest.raises(CheckpointError, match="no trained classification head"):
+        load_hf_encoder(bert, "logits", 2, 0)
+    with pytest.raises(RecipeError, match="does not exist"):
+        load_hf_encoder(tmp_path / "nowhere", "logits", 2, 0)
