@@ -5,7 +5,7 @@ loop. edgekd: `build_ir` + the same runner and timing policy every report row us
 ONNX model and the same real sample, alternating, so machine noise hits both alike. Results are ratios
 (edgekd / by hand); the committed results file says what one run on one machine gave.
 
-    PYTHONPATH=. python benchmarks/engines_openvino.py [RUN_DIR] [--out benchmarks/engines_openvino.results.json]
+    PYTHONPATH=. python benchmarks/engines_openvino.py [RUN_DIR] [--out benchmarks/results/engines_openvino.json]
 
 Without RUN_DIR a reduced digits run is made in a temporary directory first.
 """
@@ -60,7 +60,7 @@ def reduced_run(root: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", nargs="?", type=Path)
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("engines_openvino.results.json"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "engines_openvino.json")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

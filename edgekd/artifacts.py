@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edgekd.models import load_saved_model
 from edgekd.runtimes import get_runtime
 from edgekd.runtimes.base import Runner
-from edgekd.runtimes.pytorch_runtime import runner_for_module
 
 
 @dataclass(frozen=True)
@@ -39,6 +37,10 @@ class Artifact:
 def load_runner(artifact: Artifact, run_dir: Path, threads: int, num_classes: int) -> Runner:
     path = run_dir / artifact.path
     if artifact.format == "pytorch":
+        # imported here: a measuring process for an ONNX or OpenVINO artifact never pays torch's start-up
+        from edgekd.models import load_saved_model
+        from edgekd.runtimes.pytorch_runtime import runner_for_module
+
         model = load_saved_model(path, artifact.architecture or "", num_classes)  # .model.json says how
         return runner_for_module(model, threads)
     return get_runtime(artifact.runtime).load(path, threads)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from edgekd.report import row_value
+
 
 @dataclass(frozen=True)
 class CompareMetric:
@@ -65,17 +67,8 @@ class RowComparison:
                 "deltas": [d.to_dict() for d in self.deltas]}  # fmt: skip
 
 
-def _value(row: dict[str, Any], path: tuple[str, ...]) -> float | None:
-    value: Any = row
-    for part in path:
-        if not isinstance(value, dict) or value.get(part) is None:
-            return None
-        value = value[part]
-    return float(value)
-
-
 def compare_metric(metric: CompareMetric, old_row: dict[str, Any], new_row: dict[str, Any]) -> Delta | None:
-    old, new = _value(old_row, metric.path), _value(new_row, metric.path)
+    old, new = row_value(old_row, metric.path), row_value(new_row, metric.path)
     if old is None or new is None:  # e.g. a figure an older report version did not record
         return None
     old_display, new_display = old * metric.scale, new * metric.scale

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.errors import EdgekdError, RecipeError, did_you_mean
+from edgekd.report import row_value
 
 
 @dataclass(frozen=True)
@@ -75,15 +76,6 @@ def load_budgets(path: Path) -> dict[str, float]:
     return budgets
 
 
-def _lookup(row: dict[str, Any], path: tuple[str, ...]) -> float | None:
-    value: Any = row
-    for part in path:
-        if not isinstance(value, dict) or value.get(part) is None:
-            return None
-        value = value[part]
-    return float(value)
-
-
 def select_rows(report: dict[str, Any], patterns: list[str]) -> list[dict[str, Any]]:
     """Rows whose artifact name matches any glob in `patterns`; by default every student row."""
     rows = report["rows"]
@@ -107,7 +99,7 @@ def evaluate(report: dict[str, Any], budgets: dict[str, float], patterns: list[s
             continue
         for budget_name, limit in budgets.items():
             spec = BUDGET_SPECS[budget_name]
-            raw = _lookup(row, spec.field_path)
+            raw = row_value(row, spec.field_path)
             if raw is None:
                 checks.append(Check(name, budget_name, limit, None, INCONCLUSIVE, "not measured in this report"))
                 continue

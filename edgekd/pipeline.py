@@ -109,7 +109,8 @@ def distill_and_export(
     _mark_parity_failure(rows, stages["export"]["parity"])
     stages["total_seconds"] = round(time.perf_counter() - started, 3)
     estimates = _estimates(profiles, _onnx_sources(recipe), run_dir)
-    report = build_report(recipe, task, stages, rows, threads, measurement=settings.describe(), estimates=estimates)
+    report = build_report(recipe, task, stages, rows, threads, measurement=settings.describe(), estimates=estimates,
+                          run_name=run_dir.name)
     write_report(report, run_dir)
     return RunResult(run_dir, report)
 

@@ -30,6 +30,7 @@ def build_report(
     recipe: Recipe, task: TaskData, stages: dict[str, Any], rows: list[dict[str, Any]], threads: int,
     measurement: dict[str, Any] | None = None,
     estimates: list[dict[str, Any]] | None = None,
+    run_name: str | None = None,
 ) -> dict[str, Any]:
     """Assemble and validate the report; `estimates` (roofline bounds) are kept apart from measured rows."""
     by_name = {row["artifact"]: row for row in rows}
@@ -39,7 +40,7 @@ def build_report(
     report = {
         "schema_version": SCHEMA_VERSION,
         "run": {
-            "name": recipe.name,
+            "name": run_name or recipe.name,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "edgekd_version": __version__,
             "runtime_versions": runtime_versions(),
@@ -99,6 +100,16 @@ def write_report(report: dict[str, Any], run_dir: Path) -> None:
     write_json_atomic(run_dir / "report.json", report)
     write_text_atomic(run_dir / "report.md", render_markdown(report))
     write_text_atomic(run_dir / "report.html", render_html(report))
+
+
+def row_value(row: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    """The number at `path` in a row (e.g. ("latency_ms", "p95")), or None where this report did not record it."""
+    value: Any = row
+    for part in path:
+        if not isinstance(value, dict) or value.get(part) is None:
+            return None
+        value = value[part]
+    return float(value)
 
 
 def measured_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -199,6 +210,17 @@ def _summary_lines(report: dict[str, Any]) -> list[str]:
             line += (f"; trained on labels alone {student['labels_only_accuracy'] * 100:.2f}% "
                      f"(KD gain {student['kd_gain_points']:+.2f} pts)")
         lines.append(line)
+    distill = report.get("stages", {}).get("distill", {})
+    if distill.get("losses"):
+        terms = ", ".join(f"{t['name']} x{t['weight']:g} (final {t['final']:.4g})" for t in distill["losses"])
+        lines.append(f"distillation losses: {terms}")
+    if distill.get("fidelity"):
+        f = distill["fidelity"]
+        parts = [f"top-1 agreement {f['top1_agreement'] * 100:.1f}%" if "top1_agreement" in f else "",
+                 f"mean KL {f['mean_kl']:.4g}" if "mean_kl" in f else "",
+                 f"cosine {f['cosine']:.4f}" if "cosine" in f else ""]  # fmt: skip
+        lines.append(f"PyTorch student vs teacher on the {f.get('split', 'test')} split: "
+                     + ", ".join(p for p in parts if p))
     parity = report.get("stages", {}).get("export", {}).get("parity")
     if parity:
         verdict = "passed" if parity["passed"] else "FAILED"

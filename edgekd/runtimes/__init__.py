@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 from edgekd.errors import EdgekdError
 from edgekd.runtimes import onnxruntime_runtime, openvino_runtime, tensorrt_runtime
 from edgekd.runtimes.base import Runner, Runtime
@@ -23,6 +21,8 @@ def get_runtime(name: str) -> Runtime:
 
 def runtime_versions() -> dict[str, str | None]:
     """Installed version of each runtime, None where it is absent (recorded in every report)."""
+    import torch  # here, not at import: measuring processes for ONNX artifacts need no torch
+
     versions: dict[str, str | None] = {"torch": torch.__version__}
     for name, runtime in RUNTIMES.items():
         versions[name] = None if runtime.unavailable_reason() else runtime.version()
