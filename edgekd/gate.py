@@ -76,18 +76,27 @@ def load_budgets(path: Path) -> dict[str, float]:
     return budgets
 
 
-def select_rows(report: dict[str, Any], patterns: list[str]) -> list[dict[str, Any]]:
-    """Rows whose artifact name matches any glob in `patterns`; by default every student row."""
-    rows = report["rows"]
+def select_rows(report: dict[str, Any], patterns: list[str], target: str | None = None) -> list[dict[str, Any]]:
+    """Rows whose artifact name matches any glob in `patterns` (by default every student row), on `target` only
+    when one is named."""
+    rows = [row for row in report["rows"] if target is None or row.get("target", "host") == target]
     if not patterns:
         return [row for row in rows if row.get("role", "student") != "teacher"]
     return [row for row in rows if any(fnmatch.fnmatchcase(row["artifact"], p) for p in patterns)]
 
 
-def evaluate(report: dict[str, Any], budgets: dict[str, float], patterns: list[str]) -> tuple[str, list[Check]]:
+def profile_budgets(profile: Any) -> dict[str, float]:
+    """A hardware profile's default budgets ([budgets] in its TOML; 0 means none)."""
+    return {k: float(v) for k, v in dataclasses.asdict(profile.budgets).items() if v}
+
+
+def evaluate(
+    report: dict[str, Any], budgets: dict[str, float], patterns: list[str], target: str | None = None
+) -> tuple[str, list[Check]]:
     if not budgets:
-        raise EdgekdError("no budgets given: pass e.g. --max-accuracy-drop 2 or --budgets budgets.toml")
-    rows = select_rows(report, patterns)
+        raise EdgekdError("no budgets given: pass e.g. --max-accuracy-drop 2, --budgets budgets.toml, or "
+                          "--profile NAME for a profile's default budgets")  # fmt: skip
+    rows = select_rows(report, patterns, target)
     checks: list[Check] = []
     for row in rows:
         name = row["artifact"]
@@ -109,7 +118,7 @@ def evaluate(report: dict[str, Any], budgets: dict[str, float], patterns: list[s
             detail = f"{measured:.4g} {spec.unit} {'' if ok else 'not '}{sign} {limit:.4g} {spec.unit}"
             checks.append(Check(name, budget_name, limit, measured, PASS if ok else FAIL, detail))
     if not rows:
-        wanted = ", ".join(patterns) or "student rows"
+        wanted = (", ".join(patterns) or "student rows") + (f" on {target}" if target else "")
         return INCONCLUSIVE, [Check(wanted, "rows", None, None, INCONCLUSIVE, "no row in the report matches")]
     verdicts = {c.verdict for c in checks}
     if verdicts == {SKIPPED}:

@@ -54,3 +54,14 @@ def test_gate_unknown_budget_in_file_suggests(quick_run, tmp_path, capsys):
     budgets.write_text("max_p95_msec = 3\n")
     code, _, err = run_cli(["gate", str(quick_run), "--budgets", str(budgets)], capsys)
     assert code == 2 and "did you mean 'max_p95_ms'" in err
+
+
+def test_gate_profile_checks_that_targets_rows_with_its_budgets(quick_run, capsys):
+    code, out, _ = run_cli(["gate", str(quick_run), "--profile", "host", "--max-accuracy-drop", "100", "--json"],
+                           capsys)  # fmt: skip
+    assert code == 0
+    assert json.loads(out)["verdict"] == "pass"
+    # the quick run measured only the host: a phone profile's default budgets find no row to check
+    code, out, _ = run_cli(["gate", str(quick_run), "--profile", "android-arm64", "--json"], capsys)
+    assert code == 2
+    assert json.loads(out)["verdict"] == "inconclusive"

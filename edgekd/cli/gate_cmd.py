@@ -9,12 +9,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from edgekd.gate import EXIT_CODES, evaluate, load_budgets
+from edgekd.gate import EXIT_CODES, evaluate, load_budgets, profile_budgets
+from edgekd.hardware import load_profile
 from edgekd.report import load_report
 
 
 def gate(
     report: Path = typer.Argument(..., help="report.json, or the run directory that holds it."),
+    profile: str = typer.Option(None, "--profile", "-p", help="Check this target's rows against the profile's "
+                                "default budgets (a --budgets file and flags override them)."),
     budgets_file: Path = typer.Option(None, "--budgets", help="TOML file of budgets (flags override it)."),
     artifact: list[str] = typer.Option([], "--artifact", "-a", help="Glob of rows to check (repeatable). "
                                        "Default: every student row."),
@@ -30,7 +33,9 @@ def gate(
     as_json: bool = typer.Option(False, "--json", help="Print the verdicts as JSON."),
 ) -> None:
     """Check a report against budgets; name every row, budget and measured value that breaks one."""
-    budgets = load_budgets(budgets_file) if budgets_file else {}
+    target = load_profile(profile) if profile else None
+    budgets = profile_budgets(target) if target else {}
+    budgets.update(load_budgets(budgets_file) if budgets_file else {})
     flags = {
         "max_accuracy_drop": max_accuracy_drop, "min_accuracy": min_accuracy,
         "min_teacher_agreement": min_teacher_agreement, "max_p50_ms": max_p50_ms, "max_p90_ms": max_p90_ms,
@@ -38,7 +43,7 @@ def gate(
         "max_size_mb": max_size_mb,
     }  # fmt: skip
     budgets.update({k: v for k, v in flags.items() if v is not None})
-    overall, checks = evaluate(load_report(report), budgets, artifact)
+    overall, checks = evaluate(load_report(report), budgets, artifact, target.name if target else None)
     if as_json:
         typer.echo(json.dumps({"verdict": overall, "checks": [c.to_dict() for c in checks]}, indent=2))
     else:
