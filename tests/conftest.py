@@ -37,17 +37,21 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     return code, out, err
 
 
-@pytest.fixture(scope="session")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One reduced end-to-end run through the CLI; returns its run directory."""
+def reduced_run(output_dir: Path, run_name: str, extra_args: list[str] = ()) -> Path:
+    """`edgekd distill-and-export` with the reduced recipe through the CLI; returns the run directory."""
     from edgekd.cli import main
 
-    output_dir = tmp_path_factory.mktemp("export")
-    args = ["distill-and-export", "--output-dir", str(output_dir), "--run-name", "quick"]
+    args = ["distill-and-export", "--output-dir", str(output_dir), "--run-name", run_name, *extra_args]
     for override in QUICK_OVERRIDES:
         args += ["--set", override]
     try:
         main(args)
     except SystemExit as exc:
         assert exc.code in (0, None), f"distill-and-export exited {exc.code}"
-    return output_dir / "quick"
+    return output_dir / run_name
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One reduced end-to-end run through the CLI; returns its run directory."""
+    return reduced_run(tmp_path_factory.mktemp("export"), "quick")

@@ -13,7 +13,7 @@ import pytest
 
 from edgekd.bundle import BundleError, extract_bundle, verify_bundle
 from edgekd.report import load_report, report_schema
-from tests.conftest import QUICK_OVERRIDES, run_cli
+from tests.conftest import reduced_run, run_cli
 
 TARGETS = ["host", "android-arm64", "jetson-orin-nano-8gb"]
 COMPARED = ("accuracy", "accuracy_drop", "teacher_agreement")
@@ -22,19 +22,8 @@ COMPARED = ("accuracy", "accuracy_drop", "teacher_agreement")
 @pytest.fixture(scope="module")
 def targets_run(tmp_path_factory) -> Path:
     """One reduced run for three targets, with the bundle archived."""
-    from edgekd.cli import main
-
-    output_dir = tmp_path_factory.mktemp("export-targets")
-    args = ["distill-and-export", "--output-dir", str(output_dir), "--run-name", "targets", "--bundle-archive"]
-    for override in QUICK_OVERRIDES:
-        args += ["--set", override]
-    for target in TARGETS:
-        args += ["-p", target]
-    try:
-        main(args)
-    except SystemExit as exc:
-        assert exc.code in (0, None), f"distill-and-export exited {exc.code}"
-    return output_dir / "targets"
+    targets = [arg for target in TARGETS for arg in ("-p", target)]
+    return reduced_run(tmp_path_factory.mktemp("export-targets"), "targets", ["--bundle-archive", *targets])
 
 
 def _rows(report, target):
