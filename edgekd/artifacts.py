@@ -27,9 +27,6 @@ class Artifact:
         main = run_dir / self.path
         return [main, main.with_suffix(".bin")] if self.format == "openvino-ir" else [main]
 
-    def size_bytes(self, run_dir: Path) -> int:
-        return sum(f.stat().st_size for f in self.files(run_dir))
-
     def to_dict(self) -> dict:
         return asdict(self)
 

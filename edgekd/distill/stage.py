@@ -26,7 +26,6 @@ from edgekd.recipe import DistillSection, LossSection, Recipe, StudentSection, T
 from edgekd.tasks import TaskData
 
 TEACHER_FILE = "teacher.safetensors"
-STUDENT_FILE = "student.safetensors"
 
 
 def teacher_spec(section: TeacherSection, num_classes: int, pad_token_id: int = 0) -> ModelSpec:
