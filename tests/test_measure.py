@@ -160,3 +160,25 @@ def test_precision_mismatch_rule():
 def test_an_unresolved_policy_is_refused():
     with pytest.raises(RecipeError, match="min_runs must be >= 1"):
         TimingPolicy(0, 0, 0.0)  # the recipe's "0 = preset" passed through without timing_policy()
+
+
+def test_external_data_outside_the_model_directory_is_refused(tmp_path):
+    from onnx import TensorProto, helper
+
+    from edgekd.errors import EdgekdError
+    from edgekd.measure.graph import onnx_external_files
+
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [1], [1.0])
+    weight.data_location = TensorProto.EXTERNAL
+    weight.ClearField("float_data")
+    entry = weight.external_data.add()
+    entry.key, entry.value = "location", "../outside.bin"
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], [weight])  # fmt: skip
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    path = model_dir / "m.onnx"
+    path.write_bytes(helper.make_model(graph).SerializeToString())
+    with pytest.raises(EdgekdError, match=r"tensor 'w'.*outside the model's directory"):
+        onnx_external_files(path)

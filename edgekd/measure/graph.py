@@ -85,8 +85,11 @@ def count_macs(onnx_path: Path) -> GraphCost:
 
 
 def onnx_external_files(onnx_path: Path) -> list[Path]:
-    """The external-data files an ONNX model refers to (weights stored beside the .onnx), each once."""
+    """The external-data files an ONNX model refers to (weights stored beside the .onnx), each once. A location
+    that leaves the model's directory is refused: a model file must not make edgekd read elsewhere."""
     import onnx
+
+    from edgekd.errors import EdgekdError
 
     model = onnx.load(str(onnx_path), load_external_data=False)
     files: list[Path] = []
@@ -95,6 +98,9 @@ def onnx_external_files(onnx_path: Path) -> list[Path]:
             continue
         location = next((entry.value for entry in tensor.external_data if entry.key == "location"), None)
         path = onnx_path.parent / location if location else None
+        if path is not None and not path.resolve().is_relative_to(onnx_path.parent.resolve()):
+            raise EdgekdError(f"{onnx_path.name}: tensor '{tensor.name}' keeps its data at '{location}', outside "
+                              "the model's directory; refusing it (re-save the model with its data beside it)")
         if path is not None and path not in files:
             files.append(path)
     return files
