@@ -81,7 +81,7 @@ def distill_and_export(
          "distill": recipe.distill}  # fmt: skip
     )
     stages["distill"] = _timed(run_dir, "distill", distill_key, ["student.safetensors"],
-                               lambda: _distill(recipe, task, teacher, run_dir))  # fmt: skip
+                               lambda: distill_stage(recipe, task, teacher, run_dir))  # fmt: skip
     if not distributed.is_main():
         return RunResult(run_dir, {})
     student = load_saved_model(run_dir / "student.safetensors", recipe.student.architecture, task.num_classes)
@@ -93,13 +93,14 @@ def distill_and_export(
     quantize_key = stage_key({"quantize": recipe.quantize}, export_key)
     quantized = [f"student.{variant}.onnx" for variant in recipe.quantize.variants]
     stages["quantize"] = _timed(run_dir, "quantize", quantize_key, quantized,
-                                lambda: _quantize(recipe, task, run_dir))  # fmt: skip
+                                lambda: _quantize(recipe, task, run_dir, calibration))  # fmt: skip
 
     student_params = count_parameters(student)
-    artifacts = _artifacts(recipe, task, stages["teacher"]["params"], student_params)
+    artifacts = _artifacts(recipe, stages["teacher"]["params"], student_params)
     profiles = _target_profiles(recipe, openvino_precision)
     engines, skipped, stages["build"] = _build_stage(recipe, task, run_dir, profiles, quantize_key, student_params)
-    reference, stages["bundle"] = _bundle_stage(recipe, task, run_dir, profiles, artifacts + engines, threads)
+    reference, stages["bundle"] = _bundle_stage(recipe, task, run_dir, profiles, artifacts + engines, threads,
+                                                calibration)  # fmt: skip
     artifacts += _measured_here(engines, profiles)
 
     step("measure")
@@ -128,10 +129,6 @@ def _teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path) -> tuple[torch
     return teacher_stage(recipe, task, run_dir, cache_dir())
 
 
-def _distill(recipe: Recipe, task: TaskData, teacher: torch.nn.Module, run_dir: Path) -> dict[str, Any]:
-    return distill_stage(recipe, task, teacher, run_dir)
-
-
 def _export(recipe: Recipe, task: TaskData, student: torch.nn.Module, run_dir: Path) -> dict[str, Any]:
     path = run_dir / "student.onnx"
     export_onnx(student, task.x_test, task.input_name, path, recipe.export.opset)
@@ -140,9 +137,8 @@ def _export(recipe: Recipe, task: TaskData, student: torch.nn.Module, run_dir: P
     return {"path": "student.onnx", "opset": recipe.export.opset, "parity": parity.to_dict()}
 
 
-def _quantize(recipe: Recipe, task: TaskData, run_dir: Path) -> dict[str, Any]:
+def _quantize(recipe: Recipe, task: TaskData, run_dir: Path, calibration: np.ndarray) -> dict[str, Any]:
     source = run_dir / "student.onnx"
-    calibration = task.calibration_samples(recipe.quantize.calibration_samples, recipe.task.seed)
     summary: dict[str, Any] = {"variants": list(recipe.quantize.variants)}
     if "int8-dynamic" in recipe.quantize.variants:
         quantize_int8_dynamic(source, run_dir / "student.int8-dynamic.onnx")
@@ -153,7 +149,7 @@ def _quantize(recipe: Recipe, task: TaskData, run_dir: Path) -> dict[str, Any]:
     return summary
 
 
-def _artifacts(recipe: Recipe, task: TaskData, teacher_params: int, student_params: int) -> list[Artifact]:
+def _artifacts(recipe: Recipe, teacher_params: int, student_params: int) -> list[Artifact]:
     """Every artifact of the run, teacher first (it is the reference the others are compared with)."""
     items = [
         Artifact("teacher", "teacher", "teacher.safetensors", "pytorch", "pytorch", "fp32", teacher_params,
@@ -249,7 +245,8 @@ def _build_stage(
 
 
 def _bundle_stage(
-    recipe: Recipe, task: TaskData, run_dir: Path, profiles: list[Profile], artifacts: list[Artifact], threads: int
+    recipe: Recipe, task: TaskData, run_dir: Path, profiles: list[Profile], artifacts: list[Artifact], threads: int,
+    calibration: np.ndarray,
 ) -> tuple[TeacherReference, dict[str, Any]]:
     """Write export/<run>/bundle/: the student's ONNX and mobile artifacts, eval samples with the teacher's
     logits (computed here, at the eval batch size the report uses), calibration samples, the manifest."""
@@ -264,7 +261,6 @@ def _bundle_stage(
     if (run_dir / engines_build.MOBILE_CONFIG).is_file() and any(a.format == "ort" for a in shipped):
         files[engines_build.MOBILE_CONFIG] = run_dir / engines_build.MOBILE_CONFIG
     files["recipe.toml"] = run_dir / "recipe.toml"
-    calibration = task.calibration_samples(recipe.quantize.calibration_samples, recipe.task.seed)
     manifest = write_bundle(run_dir / "bundle", files, (task.x_test, task.y_test, teacher_logits), calibration, {
         "run": recipe.name,
         "recipe_hash": sha256_json(recipe.to_dict()),
