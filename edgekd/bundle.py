@@ -151,7 +151,9 @@ def verify_bundle(bundle_dir: Path) -> dict[str, Any]:
 
 
 def load_eval_samples(bundle_dir: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, TeacherReference]:
-    """Eval inputs, labels and the teacher reference (logits + accuracy at the recorded eval batch size)."""
+    """Eval inputs, labels and the teacher reference (outputs, and accuracy at the recorded eval batch size;
+    None for an embedding teacher)."""
     with np.load(bundle_dir / manifest["eval_samples"], allow_pickle=False) as data:
         inputs, labels, logits = data[manifest["input"]["name"]], data["labels"], data[TEACHER_LOGITS]
-    return inputs, labels, TeacherReference(logits, float(manifest["teacher"]["accuracy"]))
+    accuracy = manifest["teacher"]["accuracy"]
+    return inputs, labels, TeacherReference(logits, None if accuracy is None else float(accuracy))

@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.errors import EdgekdError, RecipeError, did_you_mean
+from edgekd.measure.quality import TEACHER_COSINE, report_metric
 from edgekd.report import row_value
+
+CLASS_BUDGETS = ("max_accuracy_drop", "min_accuracy", "min_teacher_agreement")  # need class outputs
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ BUDGET_SPECS: dict[str, BudgetSpec] = {
         BudgetSpec("max_accuracy_drop", ("accuracy_drop",), True, "pts"),
         BudgetSpec("min_accuracy", ("accuracy",), False, "%", 100.0),
         BudgetSpec("min_teacher_agreement", ("teacher_agreement",), False, "%", 100.0),
+        BudgetSpec("min_teacher_cosine", ("fidelity", "mean_cosine"), False, ""),  # embedding encoders' metric
         BudgetSpec("max_p50_ms", ("latency_ms", "p50"), True, "ms"),
         BudgetSpec("max_p90_ms", ("latency_ms", "p90"), True, "ms"),
         BudgetSpec("max_p95_ms", ("latency_ms", "p95"), True, "ms"),
@@ -85,9 +89,11 @@ def select_rows(report: dict[str, Any], patterns: list[str], target: str | None 
     return [row for row in rows if any(fnmatch.fnmatchcase(row["artifact"], p) for p in patterns)]
 
 
-def profile_budgets(profile: Any) -> dict[str, float]:
-    """A hardware profile's default budgets ([budgets] in its TOML; 0 means none)."""
-    return {k: float(v) for k, v in dataclasses.asdict(profile.budgets).items() if v}
+def profile_budgets(profile: Any, metric: str = "accuracy") -> dict[str, float]:
+    """A hardware profile's default budgets ([budgets] in its TOML; 0 means none). For a report of an embedding
+    encoder the accuracy defaults do not apply (it has no classes), so they are left out."""
+    budgets = {k: float(v) for k, v in dataclasses.asdict(profile.budgets).items() if v}
+    return {k: v for k, v in budgets.items() if metric != TEACHER_COSINE or k not in CLASS_BUDGETS}
 
 
 def evaluate(
@@ -97,6 +103,7 @@ def evaluate(
         raise EdgekdError("no budgets given: pass e.g. --max-accuracy-drop 2, --budgets budgets.toml, or "
                           "--profile NAME for a profile's default budgets")  # fmt: skip
     rows = select_rows(report, patterns, target)
+    embeddings = report_metric(report) == TEACHER_COSINE
     checks: list[Check] = []
     for row in rows:
         name = row["artifact"]
@@ -110,7 +117,10 @@ def evaluate(
             spec = BUDGET_SPECS[budget_name]
             raw = row_value(row, spec.field_path)
             if raw is None:
-                checks.append(Check(name, budget_name, limit, None, INCONCLUSIVE, "not measured in this report"))
+                why = ("this report is of an embedding encoder, judged by cosine to the teacher: it has no "
+                       "accuracy; use min_teacher_cosine" if embeddings and budget_name in CLASS_BUDGETS
+                       else "not measured in this report")  # fmt: skip
+                checks.append(Check(name, budget_name, limit, None, INCONCLUSIVE, why))
                 continue
             measured = raw * spec.scale
             ok = measured <= limit if spec.upper else measured >= limit

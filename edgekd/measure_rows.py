@@ -19,6 +19,7 @@ from edgekd import measure as m
 from edgekd.artifacts import Artifact
 from edgekd.errors import EdgekdError, StageError
 from edgekd.measure.graph import count_macs, files_on_disk
+from edgekd.measure.quality import ACCURACY, TEACHER_COSINE
 from edgekd.measure.worker import MeasureJob, run_in_subprocess, run_job
 
 ISOLATION_MODES = ("subprocess", "in-process")
@@ -71,10 +72,15 @@ class MeasureSettings:
 
 @dataclass(frozen=True)
 class TeacherReference:
-    """The teacher's outputs on the eval split: what drop and agreement are computed against."""
+    """The teacher's outputs on the eval split: what drop and agreement are computed against. `accuracy` is
+    None for an embedding teacher, whose rows are judged by cosine to these outputs instead."""
 
     logits: np.ndarray
-    accuracy: float
+    accuracy: float | None
+
+    @classmethod
+    def of(cls, outputs: np.ndarray, labels: np.ndarray, metric: str) -> TeacherReference:
+        return cls(outputs, m.accuracy(outputs, labels) if metric == ACCURACY else None)
 
 
 def measure_rows(
@@ -86,8 +92,10 @@ def measure_rows(
     num_classes: int,
     skipped: dict[str, str] | None = None,
     reference: TeacherReference | None = None,
+    metric: str = ACCURACY,
 ) -> list[dict[str, Any]]:
-    """One row per artifact. Without `reference`, the teacher artifact (listed first) provides it."""
+    """One row per artifact. Without `reference`, the teacher artifact (listed first) provides it. `metric`
+    is the task's (accuracy, or cosine to the teacher for embedding encoders, whose rows carry no accuracy)."""
     skipped = skipped or {}
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgekd-measure-") as tmp:
@@ -105,17 +113,32 @@ def measure_rows(
                 rows.append({**row, "status": "failed", "reason": result["reason"], "flags": []})
                 continue
             outputs = np.load(workdir / f"{artifact.name}.outputs.npy")
-            acc = m.accuracy(outputs, labels)
             if reference is None and artifact.role == "teacher":
-                reference = TeacherReference(outputs, acc)
-            rows.append({**row, **_row_figures(artifact, run_dir, result, acc, outputs, reference)})
+                reference = TeacherReference.of(outputs, labels, metric)
+            quality = _quality(outputs, labels, reference, metric)
+            rows.append({**row, **_row_figures(artifact, run_dir, result, quality)})
     if reference is None:
         teacher_row = next((r for r in rows if r.get("role") == "teacher"), None)
         why = f": {teacher_row['reason']}" if teacher_row else ""
         raise StageError(f"measure: the teacher could not be measured{why}; without it there is no accuracy drop")
-    _add_stage_drops(rows, reference.accuracy)
+    _add_stage_drops(rows, reference, metric)
     _add_comparison_flags(rows)
     return rows
+
+
+def _quality(outputs: np.ndarray, labels: np.ndarray, reference: TeacherReference | None,
+             metric: str) -> dict[str, Any]:  # fmt: skip
+    """The row's quality figures. Embedding rows have no accuracy: their measure is cosine to the teacher."""
+    fidelity = None if reference is None else m.fidelity(outputs, reference.logits, metric)
+    if metric == TEACHER_COSINE:
+        return {"accuracy": None, "accuracy_drop": None, "teacher_agreement": None, "fidelity": fidelity}
+    acc = m.accuracy(outputs, labels)
+    return {
+        "accuracy": acc,
+        "accuracy_drop": None if reference is None else round((reference.accuracy - acc) * 100, 4),
+        "teacher_agreement": None if fidelity is None else fidelity["top1_agreement"],
+        "fidelity": fidelity,
+    }
 
 
 def _measure_one(artifact: Artifact, run_dir: Path, workdir: Path, settings: MeasureSettings,
@@ -137,19 +160,15 @@ def _measure_one(artifact: Artifact, run_dir: Path, workdir: Path, settings: Mea
         return {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
 
 
-def _row_figures(artifact: Artifact, run_dir: Path, result: dict[str, Any], acc: float, outputs: np.ndarray,
-                 reference: TeacherReference | None) -> dict[str, Any]:  # fmt: skip
+def _row_figures(artifact: Artifact, run_dir: Path, result: dict[str, Any],
+                 quality: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
     sync = [t for t in result["throughput"] if t["mode"] == "sync"]
     largest = max(sync, key=lambda t: t["batch_size"])
-    fidelity = None if reference is None else m.fidelity(outputs, reference.logits)
     figures = {
         "status": "ok",
         "reason": "",
         "size_bytes": sum(f.stat().st_size for f in files_on_disk(artifact.files(run_dir), artifact.format)),
-        "accuracy": acc,
-        "accuracy_drop": None if reference is None else round((reference.accuracy - acc) * 100, 4),
-        "teacher_agreement": None if fidelity is None else fidelity["top1_agreement"],
-        "fidelity": fidelity,
+        **quality,
         "latency_ms": result["latency_ms"],
         "throughput_per_s": largest["per_s"],
         "batch_size": largest["batch_size"],
@@ -193,8 +212,8 @@ def precision_mismatch(requested: str, executed: str | None) -> str | None:
     return f"asked for {requested}, the runtime executes in {executed}: the figures are not {requested} figures"
 
 
-def _add_stage_drops(rows: list[dict[str, Any]], teacher_accuracy: float) -> None:
-    drops = m.drop_by_stage(rows, teacher_accuracy)
+def _add_stage_drops(rows: list[dict[str, Any]], reference: TeacherReference, metric: str) -> None:
+    drops = m.drop_by_stage(rows, 1.0 if metric == TEACHER_COSINE else reference.accuracy, metric)
     for row in rows:
         if row["status"] == "ok":
             row["drop_by_stage"] = drops.get(row["artifact"])  # None for the teacher and broken chains

@@ -25,6 +25,7 @@ from edgekd.errors import EdgekdError, ReportError
 from edgekd.fileio import write_json_atomic
 from edgekd.hardware import Profile, device_mismatch_reason, runtime_reason
 from edgekd.hostinfo import host_facts
+from edgekd.measure.quality import report_metric
 from edgekd.measure_rows import MeasureSettings, measure_rows
 from edgekd.report import SCHEMA_VERSION, load_report, validate_report, write_report
 from edgekd.runtimes import runtime_versions
@@ -127,10 +128,11 @@ def profile_bundle(
     inputs, labels, reference = load_eval_samples(bundle_dir, manifest)
     settings = _settings(manifest, profile, threads)
     num_classes = int(manifest["task"]["num_classes"])
+    metric = report_metric(manifest)
     engines, skipped, built = _build_engines(manifest, profile, bundle_dir, out_dir, settings)
     shipped, not_here = _bundle_artifacts(manifest, profile)
-    rows = measure_rows(shipped, bundle_dir, inputs, labels, settings, num_classes, not_here, reference)
-    engine_rows = measure_rows(engines, out_dir, inputs, labels, settings, num_classes, skipped, reference)
+    rows = measure_rows(shipped, bundle_dir, inputs, labels, settings, num_classes, not_here, reference, metric)
+    engine_rows = measure_rows(engines, out_dir, inputs, labels, settings, num_classes, skipped, reference, metric)
     _add_gpu_compute(engine_rows, out_dir, settings, inputs)
     for row in engine_rows:
         if row["format"] == "ort":
@@ -169,7 +171,8 @@ def _report(manifest: dict[str, Any], profile: Profile, settings: MeasureSetting
             "bundle": str(bundle_dir),
         },
         "task": {"name": task["name"], "input": manifest["input"], "split": task["split"],
-                 "test_split": manifest["eval_samples"], "eval_batch_size": task["eval_batch_size"]},  # fmt: skip
+                 "test_split": manifest["eval_samples"], "eval_batch_size": task["eval_batch_size"],
+                 "metric": report_metric(manifest)},  # fmt: skip
         "teacher": {"architecture": teacher["architecture"], "params": teacher["params"],
                     "accuracy": teacher["accuracy"], "origin": "bundle reference (teacher logits)"},  # fmt: skip
         "student": {"architecture": manifest["student"]["architecture"], "params": manifest["student"]["params"]},

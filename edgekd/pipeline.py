@@ -22,6 +22,7 @@ from edgekd.distill.stage import distill_stage, teacher_stage
 from edgekd.export import check_parity, export_onnx
 from edgekd.fileio import sha256_json, write_text_atomic
 from edgekd.hardware import OpenvinoSection, Profile, load_profile
+from edgekd.measure.quality import ACCURACY, task_metric
 from edgekd.measure_rows import MeasureSettings, TeacherReference, measure_rows
 from edgekd.models import count_parameters, load_saved_model
 from edgekd.progress import step
@@ -69,7 +70,8 @@ def distill_and_export(
     torch.set_num_threads(threads)
 
     step(f"task '{recipe.task.name}'")
-    task = load_task(recipe.task, recipe.teacher.hf_dir)
+    metric = task_metric(recipe.teacher.hf_output)
+    task = load_task(recipe.task, recipe.teacher.hf_dir, labelled_eval=metric == ACCURACY)
     save_eval_split(run_dir / TEST_SPLIT, task.x_test, task.y_test, task.input_name)
     calibration = task.calibration_samples(recipe.quantize.calibration_samples, recipe.task.seed)
     save_eval_split(run_dir / CALIBRATION_SPLIT, calibration, np.zeros(len(calibration), np.int64), task.input_name)
@@ -100,18 +102,19 @@ def distill_and_export(
     profiles = _target_profiles(recipe, openvino_precision)
     engines, skipped, stages["build"] = _build_stage(recipe, task, run_dir, profiles, quantize_key, student_params)
     reference, stages["bundle"] = _bundle_stage(recipe, task, run_dir, profiles, artifacts + engines, threads,
-                                                calibration)  # fmt: skip
+                                                calibration, metric)  # fmt: skip
     artifacts += _measured_here(engines, profiles)
 
     step("measure")
     settings = MeasureSettings.from_recipe(dataclasses.asdict(recipe.measure), threads)
-    rows = measure_rows(artifacts, run_dir, task.x_test, task.y_test, settings, task.num_classes, skipped)
-    rows += _target_rows(profiles, _onnx_sources(recipe), run_dir, task, settings, reference, student_params)
+    rows = measure_rows(artifacts, run_dir, task.x_test, task.y_test, settings, task.num_classes, skipped,
+                        metric=metric)  # fmt: skip
+    rows += _target_rows(profiles, _onnx_sources(recipe), run_dir, task, settings, reference, student_params, metric)
     _mark_parity_failure(rows, stages["export"]["parity"])
     stages["total_seconds"] = round(time.perf_counter() - started, 3)
     estimates = _estimates(profiles, _onnx_sources(recipe), run_dir)
     report = build_report(recipe, task, stages, rows, threads, measurement=settings.describe(), estimates=estimates,
-                          run_name=run_dir.name)
+                          run_name=run_dir.name, metric=metric)  # fmt: skip
     write_report(report, run_dir)
     return RunResult(run_dir, report)
 
@@ -246,16 +249,16 @@ def _build_stage(
 
 def _bundle_stage(
     recipe: Recipe, task: TaskData, run_dir: Path, profiles: list[Profile], artifacts: list[Artifact], threads: int,
-    calibration: np.ndarray,
+    calibration: np.ndarray, metric: str,
 ) -> tuple[TeacherReference, dict[str, Any]]:
     """Write export/<run>/bundle/: the student's ONNX and mobile artifacts, eval samples with the teacher's
-    logits (computed here, at the eval batch size the report uses), calibration samples, the manifest."""
+    outputs (computed here, at the eval batch size the report uses), calibration samples, the manifest."""
     step("bundle")
     t0 = time.perf_counter()
     teacher = next(a for a in artifacts if a.role == "teacher")
     teacher_logits = m.predict(load_runner(teacher, run_dir, threads, task.num_classes), task.x_test,
                                recipe.measure.eval_batch_size)  # fmt: skip
-    reference = TeacherReference(teacher_logits, m.accuracy(teacher_logits, task.y_test))
+    reference = TeacherReference.of(teacher_logits, task.y_test, metric)
     shipped = [a for a in artifacts if a.format in ("onnx", "ort") and (run_dir / a.path).is_file()]
     files = {a.path: run_dir / a.path for a in shipped}
     if (run_dir / engines_build.MOBILE_CONFIG).is_file() and any(a.format == "ort" for a in shipped):
@@ -266,7 +269,7 @@ def _bundle_stage(
         "recipe_hash": sha256_json(recipe.to_dict()),
         "recipe": recipe.to_dict(),
         "task": {"name": task.name, "split": task.split, "num_classes": task.num_classes,
-                 "eval_batch_size": recipe.measure.eval_batch_size},
+                 "eval_batch_size": recipe.measure.eval_batch_size, "metric": metric},
         "input": task.input_spec(),
         "teacher": {"architecture": recipe.teacher.architecture, "accuracy": reference.accuracy,
                     "params": teacher.params,
@@ -290,6 +293,7 @@ def _target_rows(
     settings: MeasureSettings,
     reference: TeacherReference,
     params: int,
+    metric: str,
 ) -> list[dict[str, Any]]:
     """Rows for the non-host targets: mobile models measured here as labelled proxies, and `skipped` rows
     (with the command to run on the device) for everything a device has to build or measure itself."""
@@ -302,7 +306,7 @@ def _target_rows(
         if profile.device_class == "mobile":
             proxy = replace(settings, target=profile.name)
             measured = measure_rows(artifacts, run_dir, task.x_test, task.y_test, proxy, task.num_classes,
-                                    reference=reference)  # fmt: skip
+                                    reference=reference, metric=metric)  # fmt: skip
             for row in measured:
                 row.update(proxy=engines_build.proxy_note(profile), mobile=engines_build.mobile_settings(profile))
             rows += measured

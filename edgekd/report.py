@@ -15,11 +15,12 @@ from edgekd import __version__
 from edgekd.errors import ReportError
 from edgekd.fileio import sha256_json, write_json_atomic, write_text_atomic
 from edgekd.hostinfo import git_sha, host_facts
+from edgekd.measure.quality import ACCURACY, STAGES, metric_drop, metric_value, report_metric
 from edgekd.recipe import Recipe
 from edgekd.runtimes import runtime_versions
 from edgekd.tasks import TaskData
 
-SCHEMA_VERSION = "1.1"  # 1.x stays additive: every 1.0 report validates against this schema
+SCHEMA_VERSION = "1.2"  # 1.x stays additive: every 1.0 report validates against this schema
 
 
 def report_schema() -> dict[str, Any]:
@@ -31,8 +32,10 @@ def build_report(
     measurement: dict[str, Any] | None = None,
     estimates: list[dict[str, Any]] | None = None,
     run_name: str | None = None,
+    metric: str = ACCURACY,
 ) -> dict[str, Any]:
-    """Assemble and validate the report; `estimates` (roofline bounds) are kept apart from measured rows."""
+    """Assemble and validate the report; `estimates` (roofline bounds) are kept apart from measured rows.
+    `metric` is what the rows are judged on: accuracy, or cosine to the teacher for embedding encoders."""
     by_name = {row["artifact"]: row for row in rows}
     teacher, student = by_name["teacher"], by_name.get("student", {})
     distill = stages.get("distill", {})
@@ -50,16 +53,18 @@ def build_report(
             "git_sha": git_sha(),
         },
         "task": {"name": task.name, "input": task.input_spec(), "split": task.split,
-                 "test_split": "data/test.npz", "eval_batch_size": recipe.measure.eval_batch_size},  # fmt: skip
+                 "test_split": "data/test.npz", "eval_batch_size": recipe.measure.eval_batch_size,
+                 "metric": metric},  # fmt: skip
         "teacher": {"architecture": recipe.teacher.architecture, "params": teacher.get("params", 0),
-                    "accuracy": teacher.get("accuracy", 0.0), "origin": stages["teacher"]["origin"]},  # fmt: skip
+                    "accuracy": teacher.get("accuracy"), "origin": stages["teacher"]["origin"]},  # fmt: skip
         "student": {
             "architecture": recipe.student.architecture,
             "params": student.get("params"),
             "accuracy": student.get("accuracy"),
             "labels_only_accuracy": labels_only,
-            "kd_gain_points": None if labels_only is None or "accuracy" not in student
+            "kd_gain_points": None if labels_only is None or student.get("accuracy") is None
             else round((student["accuracy"] - labels_only) * 100, 4),
+            **({"teacher_cosine": metric_value(student, metric)} if metric != ACCURACY and student else {}),
         },
         "stages": stages,
         "measurement": measurement or {},
@@ -126,11 +131,24 @@ COLUMNS = ("artifact", "target", "runtime", "precision", "status", "flags", "siz
            "drop (pts)", "agree", "KL", "p50 ms", "p90 ms", "p99 ms", "cv", "thru/s", "peak RSS")  # fmt: skip
 
 
+def _columns(metric: str) -> tuple[str, ...]:
+    """COLUMNS with the metric column named after the task's metric."""
+    return tuple("cosine" if c == "accuracy" and metric != ACCURACY else c for c in COLUMNS)
+
+
 def _fmt(value: Any, spec: str, scale: float = 1.0) -> str:
     return "-" if value is None else format(value * scale, spec)
 
 
-def _cells(row: dict[str, Any]) -> list[str]:
+def metric_cell(row: dict[str, Any], metric: str) -> str:
+    """The row's task metric as shown in tables: accuracy in %, or cosine to the teacher (4 decimals)."""
+    value = metric_value(row, metric)
+    if value is None:
+        return "-"
+    return f"{value * 100:.2f}%" if metric == ACCURACY else f"{value:.4f}"
+
+
+def _cells(row: dict[str, Any], metric: str = ACCURACY) -> list[str]:
     head = [row["artifact"], row.get("target", "-"), row["runtime"],
             row["precision"] + (f" ({row['quantization']})" if row.get("quantization") else "")]  # fmt: skip
     if row["status"] != "ok":
@@ -146,8 +164,8 @@ def _cells(row: dict[str, Any]) -> list[str]:
         human_bytes(row["size_bytes"]),
         f"{row['params']:,}",
         _fmt(row.get("flops"), ".3f", 1e-6),
-        f"{row['accuracy'] * 100:.2f}%",
-        _fmt(row["accuracy_drop"], "+.2f"),
+        metric_cell(row, metric),
+        _fmt(metric_drop(row, metric), "+.2f"),
         _fmt(row["teacher_agreement"], ".1f", 100) + ("%" if row["teacher_agreement"] is not None else ""),
         _fmt(fidelity.get("mean_kl"), ".4f"),
         f"{lat['p50']:.3f}",
@@ -173,15 +191,14 @@ STAGE_LABELS = {"distillation": "distillation gap", "export": "export drift", "q
 
 def stage_drop_lines(report: dict[str, Any]) -> list[tuple[str, str, list[str], str]]:
     """(artifact, target, per-stage cells, total) for every measured student row with an unbroken chain."""
-    from edgekd.measure.quality import STAGES
-
+    metric = report_metric(report)
     lines = []
     for row in measured_rows(report):
         stages = row.get("drop_by_stage")
         if row["status"] != "ok" or not stages:
             continue
         cells = [f"{stages.get(stage, 0.0):+.2f}" for stage in STAGES]
-        lines.append((row["artifact"], row.get("target", "-"), cells, f"{row['accuracy_drop']:+.2f}"))
+        lines.append((row["artifact"], row.get("target", "-"), cells, f"{metric_drop(row, metric):+.2f}"))
     return lines
 
 
@@ -198,13 +215,18 @@ def _method_line(report: dict[str, Any]) -> str | None:
 
 def _summary_lines(report: dict[str, Any]) -> list[str]:
     run, student, teacher = report["run"], report["student"], report["teacher"]
+    judged = ("embeddings judged by cosine to the teacher's" if teacher.get("accuracy") is None
+              else f"{teacher['accuracy'] * 100:.2f}%")  # fmt: skip
     lines = [
         f"run '{run['name']}' on {run['host']['cpu']} ({run['threads']} threads), edgekd {run['edgekd_version']}, "
         f"{run['created_at']}",
-        f"teacher {teacher['architecture']}: {teacher['accuracy'] * 100:.2f}% with {teacher['params']:,} params",
+        f"teacher {teacher['architecture']}: {judged} with {teacher['params']:,} params",
     ]
-    if student.get("accuracy") is not None:
-        line = (f"student {student['architecture']}: {student['accuracy'] * 100:.2f}% with "
+    judged = (f"{student['accuracy'] * 100:.2f}%" if student.get("accuracy") is not None else
+              f"cosine to the teacher {student['teacher_cosine']:.4f}" if student.get("teacher_cosine") is not None
+              else None)  # fmt: skip
+    if judged:
+        line = (f"student {student['architecture']}: {judged} with "
                 f"{student['params']:,} params ({teacher['params'] / max(student['params'], 1):.0f}x fewer)")
         if student.get("labels_only_accuracy") is not None:
             line += (f"; trained on labels alone {student['labels_only_accuracy'] * 100:.2f}% "
@@ -266,13 +288,21 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += [f"- {line}" for line in _summary_lines(report)]
     method = _method_line(report)
     lines += ["", *([f"Method: {method}.", ""] if method else [])]
-    lines += ["## Measured", "", "Latency at batch 1; throughput at the batch size shown. Accuracy on the "
-              f"{report['task']['split'].get('test', '?')}-sample test split; drop = teacher minus row, "
-              "in percentage points; agree = top-1 agreement with the teacher; KL = mean KL(teacher || row).", ""]
-    lines += _md_table(COLUMNS, [_cells(row) for row in measured_rows(report)])
+    metric = report_metric(report)
+    samples = report["task"]["split"].get("test", "?")
+    if metric == ACCURACY:
+        legend = (f"Accuracy on the {samples}-sample test split; drop = teacher minus row, in percentage points; "
+                  "agree = top-1 agreement with the teacher; KL = mean KL(teacher || row).")
+    else:
+        legend = (f"An embedding encoder: no classes, so each row is judged by the mean cosine of its embeddings "
+                  f"with the teacher's on the {samples}-sample test split (the teacher scores 1); drop = "
+                  "(1 - cosine) x 100 points.")
+    lines += ["## Measured", "", f"Latency at batch 1; throughput at the batch size shown. {legend}", ""]
+    lines += _md_table(_columns(metric), [_cells(row, metric) for row in measured_rows(report)])
     stage_lines = stage_drop_lines(report)
     if stage_lines:
-        lines += ["## Accuracy drop by stage (points; the stages add up to the total)", ""]
+        what = "Accuracy drop" if metric == ACCURACY else "Cosine-to-teacher drop"
+        lines += [f"## {what} by stage (points; the stages add up to the total)", ""]
         header = ["artifact", "target", *STAGE_LABELS.values(), "total"]
         lines += _md_table(header, [[a, t, *cells, total] for a, t, cells, total in stage_lines])
     through = throughput_lines(report)
@@ -297,13 +327,14 @@ TERMINAL_COLUMNS = ("artifact", "precision", "status", "size", "accuracy", "drop
 def render_table(report: dict[str, Any]) -> Table:
     caption = [*_summary_lines(report), *filter(None, [_method_line(report)]), *flag_lines(report)]
     table = Table(title=f"edgekd report: {report['run']['name']}", caption="\n".join(caption))
+    metric = report_metric(report)
     picks = [COLUMNS.index(c) for c in TERMINAL_COLUMNS]
-    for column in TERMINAL_COLUMNS:
+    for column in (_columns(metric)[i] for i in picks):
         table.add_column(column, justify="left" if column in ("artifact", "precision", "status", "flags")
                          else "right", no_wrap=column == "artifact")  # fmt: skip
     for row in measured_rows(report):
         style = "yellow" if row["status"] != "ok" or row.get("flags") else None
-        cells = _cells(row)
+        cells = _cells(row, metric)
         table.add_row(*[cells[i] for i in picks], style=style)
     for row in estimate_rows(report):
         p50 = estimate_cells(row)[4]

@@ -11,11 +11,12 @@ import math
 from html import escape
 from typing import Any
 
+from edgekd.measure.quality import ACCURACY, METRIC_LABELS, metric_value, report_metric
 from edgekd.report import (
-    COLUMNS,
     ESTIMATE_COLUMNS,
     STAGE_LABELS,
     _cells,
+    _columns,
     _method_line,
     _summary_lines,
     estimate_cells,
@@ -66,10 +67,11 @@ def _table(columns: list[str] | tuple[str, ...], rows: list[list[str]], classes:
 def _points(report: dict[str, Any]) -> list[dict[str, Any]]:
     """Plot points: every measured ok row, and every estimate with a latency. An estimate's accuracy is that of
     the measured row of the same artifact where there is one, else None (drawn in the band below the plot)."""
+    metric = report_metric(report)
     measured = [r for r in measured_rows(report) if r["status"] == "ok"]
-    accuracy_of = {r["artifact"]: r["accuracy"] for r in measured}
+    accuracy_of = {r["artifact"]: metric_value(r, metric) for r in measured}
     points = [{"name": r["artifact"], "target": r.get("target", "-"), "p50": r["latency_ms"]["p50"],
-               "accuracy": r["accuracy"], "size": r.get("size_bytes") or 0, "estimate": False}
+               "accuracy": metric_value(r, metric), "size": r.get("size_bytes") or 0, "estimate": False}
               for r in measured]  # fmt: skip
     for row in estimate_rows(report):  # roofline lower bounds: drawn hollow, labelled "est. >="
         points.append({"name": row["artifact"], "target": row["target"], "p50": row["latency_ms_lower_bound"],
@@ -99,8 +101,11 @@ def _nice_log_ticks(lo: float, hi: float) -> list[float]:
 
 
 def pareto_svg(report: dict[str, Any], width: int = 1000, height: int = 480) -> str:
-    """Latency (log x) against accuracy (y); marker area grows with size on disk; colour = target. Estimates
-    without an accuracy sit in a band under the plot, on the same latency axis."""
+    """Latency (log x) against accuracy (y; for embedding tasks cosine to the teacher, x100); marker area grows
+    with size on disk; colour = target. Estimates without one sit in a band under the plot, on the same latency
+    axis. (Points keep the key "accuracy" for whichever metric the task has.)"""
+    label = METRIC_LABELS[report_metric(report)]
+    unit = "%" if report_metric(report) == ACCURACY else "x100"
     points = _points(report)
     if not points:
         return '<p class="note">No measured row to plot.</p>'
@@ -130,14 +135,14 @@ def pareto_svg(report: dict[str, Any], width: int = 1000, height: int = 480) -> 
     targets = list(dict.fromkeys(p["target"] for p in points))
     colour = {t: PALETTE[i % len(PALETTE)] for i, t in enumerate(targets)}
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" role="img" aria-label="latency against accuracy">',
+             f'viewBox="0 0 {width} {height}" role="img" aria-label="latency against {label}">',
              f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{plot_bottom - top}" '
              'fill="#fbfcfd" stroke="#d0d7de"/>']  # fmt: skip
     if band:
         parts.append(f'<rect x="{left}" y="{plot_bottom + 4}" width="{width - left - right}" height="{band - 8}" '
                      'fill="#f6f8fa" stroke="#d0d7de" stroke-dasharray="4 3"/>'
                      f'<text x="{left + 6}" y="{plot_bottom + 16}" font-size="10.5" fill="#57606a">estimated '
-                     "latency only: accuracy not measured on these targets</text>")  # fmt: skip
+                     f"latency only: {label} not measured on these targets</text>")  # fmt: skip
     for tick in _nice_log_ticks(x_lo, x_hi):
         x = sx(tick)
         parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{axis_y}" stroke="#eaeef2"/>'
@@ -152,7 +157,7 @@ def pareto_svg(report: dict[str, Any], width: int = 1000, height: int = 480) -> 
     parts.append(f'<text x="{(left + width - right) / 2}" y="{height - 12}" font-size="12" text-anchor="middle">'
                  "p50 latency at batch 1, ms (log scale) — left is faster</text>"
                  f'<text transform="translate(16 {(top + plot_bottom) / 2}) rotate(-90)" font-size="12" '
-                 'text-anchor="middle">accuracy, % — up is better</text>')  # fmt: skip
+                 f'text-anchor="middle">{label}, {unit} — up is better</text>')  # fmt: skip
     front = _pareto_front(points)
     if len(front) > 1:
         path = " ".join(f"{sx(p['p50']):.1f},{sy(p):.1f}" for p in front)
@@ -163,9 +168,9 @@ def pareto_svg(report: dict[str, Any], width: int = 1000, height: int = 480) -> 
               for p in points]  # fmt: skip
     for point in sorted(points, key=lambda p: -p["size"]):  # big markers first, so small ones stay visible
         x, y, radius, c = sx(point["p50"]), sy(point), radius_of(point), colour[point["target"]]
-        accuracy = "not measured" if point["accuracy"] is None else f"{point['accuracy'] * 100:.2f}%"
+        accuracy = "not measured" if point["accuracy"] is None else f"{point['accuracy'] * 100:.2f}{unit}"
         kind = " (ESTIMATE, lower bound)" if point["estimate"] else ""
-        title = escape(f"{point['name']} on {point['target']}: p50 {point['p50']:.4g} ms, accuracy {accuracy}, "
+        title = escape(f"{point['name']} on {point['target']}: p50 {point['p50']:.4g} ms, {label} {accuracy}, "
                        f"{human_bytes(point['size'])}{kind}")  # fmt: skip
         style = (f'fill="none" stroke="{c}" stroke-width="2" stroke-dasharray="3 2"' if point["estimate"]
                  else f'fill="{c}" fill-opacity="0.55" stroke="{c}" stroke-width="1.2"')  # fmt: skip
@@ -255,9 +260,10 @@ def _stage_section(report: dict[str, Any]) -> str:
                       for colour, label in zip(STAGE_COLOURS, STAGE_LABELS.values(), strict=True))  # fmt: skip
     rows = [[a, t, *cells, total, _stage_bar(cells, scale)] for a, t, cells, total in lines]
     table = _table(["artifact", "target", *STAGE_LABELS.values(), "total", "breakdown"], rows, left=2)
-    return ("<h2>Accuracy drop against the teacher, by stage</h2>"
+    label = METRIC_LABELS[report_metric(report)]
+    return (f"<h2>{label.capitalize()} drop against the teacher, by stage</h2>"
             '<p class="note">Points (teacher minus row), each stage measured on the same held-out samples; '
-            "the stages add up to the total. Negative = the step gained accuracy.</p>"
+            f"the stages add up to the total. Negative = the step gained {label}.</p>"
             f'<p class="note">{legend}</p>{table}')  # fmt: skip
 
 
@@ -266,15 +272,16 @@ def render_html(report: dict[str, Any]) -> str:
     measured = measured_rows(report)
     classes = ["bad" if r["status"] != "ok" else "flagged" if r.get("flags") else "" for r in measured]
     method = _method_line(report)
+    metric = report_metric(report)
     body = [f"<h1>edgekd report: {escape(run['name'])}</h1>",
             '<ul class="summary">' + "".join(f"<li>{escape(line)}</li>" for line in _summary_lines(report)) + "</ul>",
             f'<p class="note">Method: {escape(method)}.</p>' if method else "",
-            "<h2>Latency against accuracy</h2>", pareto_svg(report),
+            f"<h2>Latency against {METRIC_LABELS[metric]}</h2>", pareto_svg(report),
             "<h2>Measured</h2>",
             '<p class="note">Latency at batch 1 (ms); throughput at the batch size shown; drop in points against the '
             "teacher; agree = top-1 agreement with the teacher; KL = mean KL(teacher || row); cv = std / mean of "
             "the latency. Yellow rows carry a flag, red rows were not measured.</p>",
-            _table(COLUMNS, [_cells(r) for r in measured], classes, left=6),
+            _table(_columns(metric), [_cells(r, metric) for r in measured], classes, left=6),
             _stage_section(report)]  # fmt: skip
     through = throughput_lines(report)
     if through:

@@ -3,8 +3,6 @@ distilled into a 2-layer shrunk student, exported to ONNX and measured in the re
 
 import copy
 import json
-import random
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -16,42 +14,7 @@ pytest.importorskip("transformers", reason="needs the hf extra: pip install \"ed
 from edgekd.distill import LossSpec, TrainConfig, fit  # noqa: E402
 from edgekd.models.hf import encoder_from_config, load_hf_encoder, shrink_encoder, shrunk_layers  # noqa: E402
 from edgekd.report import load_report  # noqa: E402
-
-WORDS = ["good", "great", "fine", "nice", "bad", "awful", "poor", "sad", "the", "movie", "food", "day", "was",
-         "very", "really", "quite", "a", "an", "it", "is"]  # fmt: skip
-POSITIVE, NEGATIVE = WORDS[:4], WORDS[4:8]
-
-
-def make_tiny_bert(directory: Path, layers: int = 4, num_labels: int = 2, output: str = "logits") -> Path:
-    """Save a random-init 4-layer BERT (hidden 32) and its WordPiece tokenizer to `directory`."""
-    from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
-
-    directory.mkdir(parents=True, exist_ok=True)
-    vocab = directory / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(str(directory))
-    config = BertConfig(vocab_size=len(WORDS) + 5, hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=32, num_labels=num_labels)  # fmt: skip
-    torch.manual_seed(0)
-    model = BertForSequenceClassification(config) if output == "logits" else BertModel(config)
-    model.save_pretrained(str(directory))
-    return directory
-
-
-def make_text_file(path: Path, samples: int = 80, unlabelled: int = 0) -> Path:
-    """JSONL sentences whose label is whether they hold positive words; the first `unlabelled` have no label."""
-    rng = random.Random(0)
-    rows = []
-    for i in range(samples):
-        positive = i % 2 == 0
-        words = [rng.choice(WORDS[8:]) for _ in range(4)] + [rng.choice(POSITIVE if positive else NEGATIVE)]
-        rng.shuffle(words)
-        row = {"text": " ".join(words)}
-        if i >= unlabelled:
-            row["label"] = "pos" if positive else "neg"
-        rows.append(json.dumps(row))
-    path.write_text("\n".join(rows) + "\n")
-    return path
+from tests.tiny_hf import make_text_file, make_tiny_bert, run_recipe, text_recipe  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -64,31 +27,9 @@ def hf_run(bert_dir, tmp_path_factory):
     """`edgekd distill-and-export` on a text recipe: tiny BERT teacher -> 2-layer shrunk student."""
     root = tmp_path_factory.mktemp("hf-run")
     data = make_text_file(root / "reviews.jsonl", samples=96, unlabelled=16)
-    recipe = root / "text.toml"
-    recipe.write_text(f"""
-name = "tiny-text"
-[task]
-name = "text"
-path = "{data}"
-max_length = 12
-[teacher]
-architecture = "tiny-bert"
-hf_dir = "{bert_dir}"
-[student]
-architecture = "tiny-bert-2l"
-shrink_layers = 2
-[distill]
-epochs = 3
-lr = 0.001
-batch_size = 16
-[[distill.losses]]
-name = "hinton-kd"
-[[distill.losses]]
-name = "hidden-state-mse"
-weight = 0.5
-[[distill.losses]]
-name = "attention-kl"
-weight = 0.5
+    recipe = root / "tiny-text.toml"
+    recipe.write_text(text_recipe("tiny-text", data, bert_dir,
+                                  [("hinton-kd", 1.0), ("hidden-state-mse", 0.5), ("attention-kl", 0.5)], """
 [quantize]
 variants = ["int8-dynamic"]
 calibration_samples = 16
@@ -98,14 +39,8 @@ openvino = false
 warmup_runs = 1
 min_runs = 5
 min_seconds = 0.02
-""")
-    from edgekd.cli import main
-
-    try:
-        main(["distill-and-export", str(recipe), "--output-dir", str(root / "export")])
-    except SystemExit as exc:
-        assert exc.code in (0, None), f"distill-and-export exited {exc.code}"
-    return root / "export" / "tiny-text"
+"""))
+    return run_recipe(recipe, root / "export")
 
 
 def test_shrunk_student_appears_in_the_report_with_its_fidelity(hf_run):

@@ -89,7 +89,7 @@ def test_stage_drops_follow_the_chain_and_add_up_to_the_total():
         {"artifact": "ov-fp32", "status": "skipped", "source": "onnx"},
         _row("trt", 0.79, "ov-fp32", fmt="tensorrt", runtime="tensorrt"),  # its source was not measured
     ]
-    drops = drop_by_stage(rows, teacher_accuracy=0.90)
+    drops = drop_by_stage(rows, teacher_value=0.90)
     assert drops["ov-int8"] == pytest.approx({"distillation": 5.0, "export": 1.0, "quantization": 4.0,
                                               "engine": -1.0})  # fmt: skip
     for name in ("student", "onnx", "int8", "ov-int8"):

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from edgekd.gate import EXIT_CODES, evaluate, load_budgets, profile_budgets
 from edgekd.hardware import load_profile
+from edgekd.measure.quality import report_metric
 from edgekd.report import load_report
 
 
@@ -24,6 +25,8 @@ def gate(
     max_accuracy_drop: float = typer.Option(None, help="Max accuracy drop against the teacher, points."),
     min_accuracy: float = typer.Option(None, help="Min accuracy, percent."),
     min_teacher_agreement: float = typer.Option(None, help="Min top-1 agreement with the teacher, percent."),
+    min_teacher_cosine: float = typer.Option(None, help="Min mean cosine of the outputs with the teacher's "
+                                             "(-1 to 1): the budget for embedding encoders."),
     max_p50_ms: float = typer.Option(None, help="Max median latency at batch 1, ms."),
     max_p90_ms: float = typer.Option(None, help="Max p90 latency at batch 1, ms."),
     max_p95_ms: float = typer.Option(None, help="Max p95 latency at batch 1, ms."),
@@ -33,17 +36,19 @@ def gate(
     as_json: bool = typer.Option(False, "--json", help="Print the verdicts as JSON."),
 ) -> None:
     """Check a report against budgets; name every row, budget and measured value that breaks one."""
+    checked = load_report(report)
     target = load_profile(profile) if profile else None
-    budgets = profile_budgets(target) if target else {}
+    budgets = profile_budgets(target, report_metric(checked)) if target else {}
     budgets.update(load_budgets(budgets_file) if budgets_file else {})
     flags = {
         "max_accuracy_drop": max_accuracy_drop, "min_accuracy": min_accuracy,
-        "min_teacher_agreement": min_teacher_agreement, "max_p50_ms": max_p50_ms, "max_p90_ms": max_p90_ms,
+        "min_teacher_agreement": min_teacher_agreement, "min_teacher_cosine": min_teacher_cosine,
+        "max_p50_ms": max_p50_ms, "max_p90_ms": max_p90_ms,
         "max_p95_ms": max_p95_ms, "max_p99_ms": max_p99_ms, "min_throughput_per_s": min_throughput_per_s,
         "max_size_mb": max_size_mb,
     }  # fmt: skip
     budgets.update({k: v for k, v in flags.items() if v is not None})
-    overall, checks = evaluate(load_report(report), budgets, artifact, target.name if target else None)
+    overall, checks = evaluate(checked, budgets, artifact, target.name if target else None)
     if as_json:
         typer.echo(json.dumps({"verdict": overall, "checks": [c.to_dict() for c in checks]}, indent=2))
     else:

@@ -43,12 +43,16 @@ def predict_logits(model: nn.Module, inputs: np.ndarray, batch_size: int = 256) 
     return torch.cat(chunks).numpy()
 
 
-def fidelity(outputs: np.ndarray, teacher_outputs: np.ndarray) -> dict[str, float]:
-    """How closely a student follows its teacher: mean cosine of the outputs, top-1 agreement, mean KL."""
+def fidelity(outputs: np.ndarray, teacher_outputs: np.ndarray, embeddings: bool = False) -> dict[str, float]:
+    """How closely a student follows its teacher: mean cosine of the outputs, top-1 agreement, mean KL.
+    For `embeddings` only the cosine: they are not class scores, so agreement and KL would mean nothing."""
     s, t = torch.from_numpy(outputs).double(), torch.from_numpy(teacher_outputs).double()
+    cosine = round(float(F.cosine_similarity(s, t, dim=-1).mean()), 6)
+    if embeddings:
+        return {"cosine": cosine}
     kl = F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), reduction="batchmean", log_target=True)
     return {
-        "cosine": round(float(F.cosine_similarity(s, t, dim=-1).mean()), 6),
+        "cosine": cosine,
         "top1_agreement": round(float((s.argmax(-1) == t.argmax(-1)).double().mean()), 6),
         "mean_kl": round(float(kl), 6),
     }
@@ -84,11 +88,13 @@ def fit(
     cache_teacher_dir: Path | None = None,
     on_step=None,
     distributed: bool = True,
+    validate_by: str = "auto",
 ) -> TrainResult:
     """Train `model` in place with the weighted `losses`; keeps the best validation epoch.
 
-    Validation metric: accuracy on the labelled validation samples; with none labelled, the mean cosine
-    between the model's outputs and the teacher's. `run_dir` enables resume checkpoints and the JSONL log;
+    Validation metric (`validate_by`): "accuracy" on the labelled validation samples, or "teacher-cosine", the
+    mean cosine between the model's outputs and the teacher's (embedding encoders); "auto" picks accuracy
+    when any validation sample is labelled. `run_dir` enables resume checkpoints and the JSONL log;
     `cache_teacher_dir` memory-maps the frozen teacher's outputs there instead of recomputing them.
     Under torchrun the training is data-parallel unless `distributed` is False (one rank training alone).
     """
@@ -106,7 +112,7 @@ def fit(
                 provider = CachedTeacher.build(teacher, x_train, keys, cache_teacher_dir, key)
         else:
             provider = LiveTeacher(teacher, x_train, keys)
-    evaluate = _validation_metric(x_val, y_val, teacher)
+    evaluate = _validation_metric(x_val, y_val, teacher, validate_by)
     trainer = Trainer(
         model, loss, config, x_train, y_train, evaluate, teacher=provider, label=label,
         checkpoint=run_dir / "checkpoints" / f"{_slug(label)}.pt" if run_dir else None,
@@ -124,10 +130,15 @@ def _digest(arrays: Sequence[np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def _validation_metric(x_val: np.ndarray, y_val: np.ndarray, teacher: nn.Module | None):
-    if (y_val != UNLABELLED).any():
+VALIDATION_METRICS = ("auto", "accuracy", "teacher-cosine")
+
+
+def _validation_metric(x_val: np.ndarray, y_val: np.ndarray, teacher: nn.Module | None, validate_by: str):
+    if validate_by not in VALIDATION_METRICS:
+        raise ValueError(f"validate_by '{validate_by}' is unknown; use one of {', '.join(VALIDATION_METRICS)}")
+    if validate_by == "accuracy" or (validate_by == "auto" and (y_val != UNLABELLED).any()):
         return lambda model: labelled_accuracy(predict_logits(model, x_val), y_val)
     if teacher is None:
-        raise ValueError("training without labels needs a teacher")
+        raise ValueError("validating by cosine to the teacher (or training without labels) needs a teacher")
     reference = predict_logits(teacher, x_val)
     return lambda model: fidelity(predict_logits(model, x_val), reference)["cosine"]

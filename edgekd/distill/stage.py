@@ -26,6 +26,7 @@ from edgekd.recipe import DistillSection, LossSection, Recipe, StudentSection, T
 from edgekd.tasks import TaskData
 
 TEACHER_FILE = "teacher.safetensors"
+CLASS_LOSSES = ("hinton-kd", "cross-entropy")  # they read outputs as class logits: meaningless on embeddings
 
 
 def teacher_spec(section: TeacherSection, num_classes: int, pad_token_id: int = 0) -> ModelSpec:
@@ -56,10 +57,8 @@ def _teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path, cache_root: Pa
     if section.hf_dir:
         from edgekd.models.hf import load_hf_encoder
 
-        if section.hf_output == "embedding":  # the report's rows judge class accuracy, meaningless for embeddings
-            raise RecipeError("recipe key 'teacher.hf_output': distill-and-export measures classifiers; distil an "
-                              "embedding encoder with edgekd.distill.fit (losses embedding-cosine / embedding-mse)")
-
+        if section.hf_output == "embedding":
+            _check_embedding_losses(recipe.distill.losses)
         tokenizer = _tokenizer(recipe)
         spec = teacher_spec(section, task.num_classes, tokenizer.pad_token_id or 0)
         teacher = load_hf_encoder(section.hf_dir, section.hf_output, task.num_classes, spec.pad_token_id)
@@ -90,6 +89,14 @@ def _teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path, cache_root: Pa
     summary.update(checkpoint=TEACHER_FILE, sha256=sha256_file(run_dir / TEACHER_FILE),
                    params=count_parameters(teacher), seconds=round(time.perf_counter() - t0, 3))  # fmt: skip
     return teacher, summary
+
+
+def _check_embedding_losses(losses: tuple[LossSection, ...]) -> None:
+    for i, loss in enumerate(losses):
+        if loss.name in CLASS_LOSSES:
+            raise RecipeError(f"recipe key 'distill.losses[{i}].name': '{loss.name}' treats outputs as class logits, "
+                              "but teacher.hf_output = \"embedding\" emits sentence embeddings; use "
+                              "\"embedding-cosine\" or \"embedding-mse\" (plus hidden-state-mse / attention-kl)")
 
 
 def build_student(recipe: Recipe, task: TaskData, teacher: nn.Module) -> tuple[nn.Module, ModelSpec, dict[str, Any]]:
@@ -134,7 +141,9 @@ def distill_stage(recipe: Recipe, task: TaskData, teacher: nn.Module, run_dir: P
         "log": "train.jsonl",
     }  # fmt: skip
     teacher_outputs = predict_logits(teacher, task.x_test)
-    common = dict(temperature=d.temperature, alpha=d.alpha, run_dir=run_dir)
+    embedding = recipe.teacher.hf_output == "embedding" and bool(recipe.teacher.hf_dir)
+    common = dict(temperature=d.temperature, alpha=d.alpha, run_dir=run_dir,
+                  validate_by="teacher-cosine" if embedding else "auto")  # fmt: skip
     assistants = []
     for i, section in enumerate(d.assistants, 1):
         spec = teacher_spec(TeacherSection(architecture=section.architecture, factory=section.factory,
@@ -162,12 +171,12 @@ def distill_stage(recipe: Recipe, task: TaskData, teacher: nn.Module, run_dir: P
     summary["student"] = {**origin, "params": count_parameters(student)}
     summary["losses"] = [{"name": loss.name, "weight": loss.weight, "final": result.final_losses.get(loss.name)}
                          for loss in d.losses]  # fmt: skip
-    summary["kd"] = {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_metric,
-                     "steps": result.steps, "stopped_early": result.stopped_early}  # fmt: skip
-    if spec.hf_output != "embedding":
+    summary["kd"] = {"best_epoch": result.best_epoch, "steps": result.steps, "stopped_early": result.stopped_early,
+                     "best_val_cosine" if embedding else "best_val_accuracy": result.best_val_metric}  # fmt: skip
+    if not embedding:
         summary["kd"]["test_accuracy"] = labelled_accuracy(outputs, task.y_test)
-    summary["fidelity"] = {"split": "test", **fidelity(outputs, teacher_outputs)}
-    if d.train_scratch_baseline and (task.y_train >= 0).any() and spec.hf_output != "embedding":
+    summary["fidelity"] = {"split": "test", **fidelity(outputs, teacher_outputs, embedding)}
+    if d.train_scratch_baseline and (task.y_train >= 0).any() and not embedding:
         scratch, _, _ = build_student(recipe, task, teacher)
         scratch.load_state_dict(initial_state)  # same init as the KD student, so only the loss differs
         baseline = fit(scratch, task.x_train, task.y_train, task.x_val, task.y_val, config,

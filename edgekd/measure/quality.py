@@ -7,6 +7,10 @@ minus that of the child on the same held-out samples, so the steps add up to the
 A step that changes precision and engine at once (an INT8 OpenVINO IR made from the fp32 ONNX) counts as
 quantization: the precision change is the larger cause by far. A chain through an artifact that was not
 measured is not split at all (`None`), because the unmeasured step would hide inside its neighbour.
+
+A task has one quality metric. Classifiers: accuracy on the labels. Embedding encoders (sentence embeddings,
+no classes): the mean cosine of each row's embeddings with the teacher's, so the teacher scores 1.0 and the
+drop is how far a row's embeddings moved from the teacher's, in points of cosine (x100).
 """
 
 from __future__ import annotations
@@ -19,6 +23,35 @@ import numpy as np
 from edgekd.runtimes.base import Runner
 
 STAGES = ("distillation", "export", "quantization", "engine")
+
+ACCURACY, TEACHER_COSINE = "accuracy", "teacher_cosine"
+METRIC_PATHS = {ACCURACY: ("accuracy",), TEACHER_COSINE: ("fidelity", "mean_cosine")}  # where a row holds it
+METRIC_LABELS = {ACCURACY: "accuracy", TEACHER_COSINE: "cosine to teacher"}
+
+
+def task_metric(model_output: str) -> str:
+    """The quality metric of a task whose teacher emits `model_output` ("logits" or "embedding")."""
+    return TEACHER_COSINE if model_output == "embedding" else ACCURACY
+
+
+def report_metric(report: Mapping[str, Any]) -> str:
+    """The metric a report's rows are judged on (reports before 1.2 are all accuracy)."""
+    return report.get("task", {}).get("metric", ACCURACY)
+
+
+def metric_value(row: Mapping[str, Any], metric: str) -> float | None:
+    value: Any = row
+    for part in METRIC_PATHS[metric]:
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return None if value is None else float(value)
+
+
+def metric_drop(row: Mapping[str, Any], metric: str) -> float | None:
+    """Teacher minus row in points: the accuracy drop, or for embeddings (1 - cosine to teacher) x 100."""
+    if metric == ACCURACY:
+        return row.get("accuracy_drop")
+    value = metric_value(row, metric)
+    return None if value is None else round((1.0 - value) * 100, 4)
 
 
 def predict(runner: Runner, inputs: np.ndarray, batch_size: int) -> np.ndarray:
@@ -52,7 +85,10 @@ def mean_cosine(outputs: np.ndarray, teacher_outputs: np.ndarray) -> float:
     return float(((a * b).sum(axis=1) / np.maximum(norms, 1e-12)).mean())
 
 
-def fidelity(logits: np.ndarray, teacher_logits: np.ndarray) -> dict[str, float]:
+def fidelity(logits: np.ndarray, teacher_logits: np.ndarray, metric: str = ACCURACY) -> dict[str, float]:
+    """How closely outputs follow the teacher's. Embeddings have no classes: only their cosine is meaningful."""
+    if metric == TEACHER_COSINE:
+        return {"mean_cosine": mean_cosine(logits, teacher_logits)}
     return {
         "top1_agreement": top1_agreement(logits, teacher_logits),
         "mean_kl": mean_kl(logits, teacher_logits),
@@ -71,8 +107,11 @@ def stage_of(row: Mapping[str, Any], parent: Mapping[str, Any] | None) -> str:
     return "engine"
 
 
-def drop_by_stage(rows: list[dict[str, Any]], teacher_accuracy: float) -> dict[str, dict[str, float] | None]:
-    """For each measured row, the drop in points per stage along its source chain (None if the chain breaks).
+def drop_by_stage(
+    rows: list[dict[str, Any]], teacher_value: float, metric: str = ACCURACY
+) -> dict[str, dict[str, float] | None]:
+    """For each measured row, the drop of `metric` in points per stage along its source chain (None if the chain
+    breaks). `teacher_value` is the teacher's accuracy, or 1.0 for cosine to the teacher.
 
     A chain breaks when an artifact on it was not measured (skipped or failed): its step cannot be told apart.
     """
@@ -89,8 +128,8 @@ def drop_by_stage(rows: list[dict[str, Any]], teacher_accuracy: float) -> dict[s
             if source and parent is None:
                 broken = True
                 break
-            parent_accuracy = teacher_accuracy if parent is None else parent["accuracy"]
-            stages[stage_of(child, parent)] += (parent_accuracy - child["accuracy"]) * 100
+            parent_value = teacher_value if parent is None else metric_value(parent, metric)
+            stages[stage_of(child, parent)] += (parent_value - metric_value(child, metric)) * 100
             if parent is None or parent.get("role") == "teacher":
                 break
             child = parent

@@ -16,8 +16,9 @@ TASKS: dict[str, Callable[..., TaskData]] = {
 }
 
 
-def load_task(section: TaskSection, tokenizer_dir: str = "") -> TaskData:
-    """Load the recipe's task; `tokenizer_dir` is the text task's fallback tokenizer (the teacher's)."""
+def load_task(section: TaskSection, tokenizer_dir: str = "", labelled_eval: bool = True) -> TaskData:
+    """Load the recipe's task; `tokenizer_dir` is the text task's fallback tokenizer (the teacher's).
+    `labelled_eval` False: the eval splits need no labels (an embedding encoder is judged against its teacher)."""
     try:
         loader = TASKS[section.name]
     except KeyError:
@@ -25,7 +26,7 @@ def load_task(section: TaskSection, tokenizer_dir: str = "") -> TaskData:
         raise RecipeError(
             f"recipe key 'task.name': unknown task '{section.name}'{hint}; choose from {', '.join(TASKS)}"
         ) from None
-    return loader(section, tokenizer_dir) if section.name == "text" else loader(section)
+    return loader(section, tokenizer_dir, labelled_eval) if section.name == "text" else loader(section)
 
 
 __all__ = ["TaskData", "load_task", "TASKS"]

@@ -4,6 +4,8 @@ Files: `.txt` (one sample per line, no labels), `.csv` (header row) or `.jsonl` 
 A sample whose label is missing or empty is unlabelled (-1): transfer data, always in the training split,
 where the student learns it from the teacher alone.
 Labels are mapped to class indices in sorted order; the mapping is recorded in the split metadata.
+For an embedding encoder (judged by cosine to the teacher, not by labels) no labels are needed at all: the
+val and test splits are then drawn from every sample.
 """
 
 from __future__ import annotations
@@ -62,7 +64,9 @@ def load_tokenizer(directory: str | Path):
     return transformers.AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
 
 
-def load_text_task(section: TaskSection, tokenizer_dir: str = "") -> TaskData:
+def load_text_task(section: TaskSection, tokenizer_dir: str = "", labelled_eval: bool = True) -> TaskData:
+    """Tokenize the file and split it. With `labelled_eval` (classifiers) val and test come from the labelled
+    samples only; without it (embedding encoders) from all of them."""
     samples = read_text_samples(Path(section.path), section.text_field, section.label_field)
     tokenizer = load_tokenizer(section.tokenizer or tokenizer_dir)
     texts = [text for text, _ in samples]
@@ -74,13 +78,15 @@ def load_text_task(section: TaskSection, tokenizer_dir: str = "") -> TaskData:
     input_ids = np.asarray(encoded["input_ids"], dtype=np.int64)
     # Val and test are drawn from the labelled samples (they judge accuracy); unlabelled ones are transfer
     # data and all go to training, where the teacher alone teaches them.
-    labelled = np.flatnonzero(labels != UNLABELLED)
+    labelled = np.flatnonzero(labels != UNLABELLED) if labelled_eval else np.arange(len(labels))
     if len(labelled) < 10:
-        raise RecipeError(f"'{section.path}' has {len(labelled)} labelled samples; val and test need at least 10")
+        what = "labelled samples" if labelled_eval else "samples"
+        raise RecipeError(f"'{section.path}' has {len(labelled)} {what}; val and test need at least 10")
     rest, test = train_test_split(labelled, test_size=section.test_fraction, random_state=section.seed)
     train, val = train_test_split(rest, test_size=section.val_fraction / (1.0 - section.test_fraction),
                                   random_state=section.seed)  # fmt: skip
-    train = np.concatenate([train, np.flatnonzero(labels == UNLABELLED)])
+    if labelled_eval:
+        train = np.concatenate([train, np.flatnonzero(labels == UNLABELLED)])
     split = {"method": "random", "seed": section.seed, "train": len(train), "val": len(val), "test": len(test),
              "classes": classes, "unlabelled_train": int((labels[train] == UNLABELLED).sum()),
              "source": str(section.path), "max_length": section.max_length}  # fmt: skip

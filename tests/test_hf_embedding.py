@@ -1,0 +1,105 @@
+"""A sentence-embedding encoder end to end: a tiny mean-pooled BERT teacher (no head, random init, from a config)
+distils on unlabelled text into a 2-layer shrunk student through `edgekd distill-and-export`; every row is
+judged by the cosine of its embeddings with the teacher's, the bundle carries that reference to a device, and
+the gate has a cosine budget."""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+pytest.importorskip("transformers", reason="needs the hf extra: pip install \"edgekd[hf]\"")
+
+from edgekd.report import load_report  # noqa: E402
+from tests.conftest import run_cli  # noqa: E402
+from tests.tiny_hf import make_sentences_txt, make_tiny_bert, run_recipe, text_recipe  # noqa: E402
+
+
+def write_recipe(root, loss="embedding-cosine"):
+    bert = make_tiny_bert(root / "tiny-bert-embed", output="embedding")
+    data = make_sentences_txt(root / "sentences.txt")
+    path = root / "tiny-embed.toml"
+    path.write_text(text_recipe("tiny-embed", data, bert, [(loss, 1.0), ("hidden-state-mse", 0.5)], """
+[quantize]
+variants = ["int8-dynamic", "int8-static"]
+calibration_samples = 16
+[measure]
+preset = "quick"
+""", teacher_output="embedding"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def embed_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("embed")
+    return run_recipe(write_recipe(root), root / "export")
+
+
+def test_every_row_is_judged_by_cosine_to_the_teacher(embed_run):
+    report = load_report(embed_run)
+    assert report["task"]["metric"] == "teacher_cosine"
+    assert report["teacher"]["accuracy"] is None  # embeddings have no classes
+    rows = {row["artifact"]: row for row in report["rows"] if row["target"] == "host"}
+    for name in ("teacher", "student", "student-onnx-fp32", "student-onnx-int8-dynamic", "student-onnx-int8-static",
+                 "student-openvino-fp32"):  # fmt: skip
+        assert rows[name]["status"] == "ok", (name, rows[name]["reason"])
+    assert rows["teacher"]["fidelity"]["mean_cosine"] == pytest.approx(1.0, abs=1e-6)
+    for name, row in rows.items():
+        assert row["accuracy"] is None and row["teacher_agreement"] is None, name
+        if name != "teacher":
+            assert 0.0 < row["fidelity"]["mean_cosine"] < 1.0, name
+            assert set(row["fidelity"]) == {"mean_cosine"}  # agreement and KL mean nothing for embeddings
+    # The drop by stage is in points of cosine and adds up to (1 - cosine) x 100 along each chain.
+    for name in ("student-onnx-int8-static", "student-openvino-fp32"):
+        stages = rows[name]["drop_by_stage"]
+        assert sum(stages.values()) == pytest.approx((1 - rows[name]["fidelity"]["mean_cosine"]) * 100, abs=1e-6)
+    assert report["student"]["teacher_cosine"] == rows["student"]["fidelity"]["mean_cosine"]
+    kd = report["stages"]["distill"]["kd"]
+    assert "best_val_cosine" in kd and "test_accuracy" not in kd
+    assert {loss["name"] for loss in report["stages"]["distill"]["losses"]} == {"embedding-cosine", "hidden-state-mse"}
+
+
+def test_the_cosine_is_recomputed_from_the_bundle_alone(embed_run):
+    """The row's figure follows from the shipped ONNX file and the teacher's embeddings in the bundle."""
+    row = next(r for r in load_report(embed_run)["rows"] if r["artifact"] == "student-onnx-fp32")
+    with np.load(embed_run / "bundle" / "data" / "eval.npz") as data:
+        inputs, teacher = data["input_ids"], data["teacher_logits"]
+    session = ort.InferenceSession(str(embed_run / "bundle" / "student.onnx"), providers=["CPUExecutionProvider"])
+    batch = load_report(embed_run)["task"]["eval_batch_size"]
+    outputs = np.concatenate([session.run(None, {"input_ids": inputs[i : i + batch]})[0]
+                              for i in range(0, len(inputs), batch)])  # fmt: skip
+    a, b = outputs.astype(np.float64), teacher.astype(np.float64)
+    cosine = ((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).mean()
+    assert row["fidelity"]["mean_cosine"] == pytest.approx(cosine, abs=1e-9)
+
+
+def test_profile_on_a_device_reports_the_same_cosine(embed_run, tmp_path, capsys):
+    code, _, err = run_cli(["profile", str(embed_run / "bundle"), "-p", "host", "-o", str(tmp_path / "dev")], capsys)
+    assert code == 0, err
+    device = load_report(tmp_path / "dev")
+    host = {r["artifact"]: r for r in load_report(embed_run)["rows"] if r["target"] == "host"}
+    assert device["task"]["metric"] == "teacher_cosine"
+    row = next(r for r in device["rows"] if r["artifact"] == "student-onnx-fp32")
+    assert row["fidelity"]["mean_cosine"] == host["student-onnx-fp32"]["fidelity"]["mean_cosine"]
+
+
+def test_gate_budgets_the_cosine_and_explains_accuracy_budgets(embed_run, capsys):
+    cosine = min(r["fidelity"]["mean_cosine"] for r in load_report(embed_run)["rows"]
+                 if r["status"] == "ok" and r["role"] == "student")  # fmt: skip
+    assert run_cli(["gate", str(embed_run), "--min-teacher-cosine", f"{cosine - 0.01:.4f}"], capsys)[0] == 0
+    code, out, _ = run_cli(["gate", str(embed_run), "--min-teacher-cosine", f"{cosine + 0.001:.6f}"], capsys)
+    assert code == 1 and "min_teacher_cosine" in out
+    code, out, _ = run_cli(["gate", str(embed_run), "--max-accuracy-drop", "2", "--json"], capsys)
+    assert code == 2 and "use min_teacher_cosine" in out
+
+
+def test_reports_say_what_the_rows_are_judged_on(embed_run):
+    markdown = (embed_run / "report.md").read_text()
+    assert "cosine to the teacher" in markdown and "Cosine-to-teacher drop by stage" in markdown
+    assert "cosine to teacher" in (embed_run / "report.html").read_text()
+
+
+def test_a_class_loss_on_an_embedding_teacher_is_a_clear_error(tmp_path, capsys):
+    code, _, err = run_cli(["distill-and-export", str(write_recipe(tmp_path, loss="hinton-kd")),
+                            "--output-dir", str(tmp_path / "export")], capsys)  # fmt: skip
+    assert code == 2
+    assert "distill.losses[0].name" in err and "embedding-cosine" in err
