@@ -115,8 +115,9 @@ def pareto_svg(report: dict[str, Any], width: int = 1000, height: int = 480) -> 
     p50s = [p["p50"] for p in points]
     accs = [p["accuracy"] * 100 for p in points if p["accuracy"] is not None] or [0.0, 100.0]
     x_lo, x_hi = min(p50s) / 1.6, max(p50s) * 1.6
-    y_pad = max((max(accs) - min(accs)) * 0.12, 0.5)
-    y_lo, y_hi = min(accs) - y_pad, min(max(accs) + y_pad, 100.5)
+    y_pad = max((max(accs) - min(accs)) * 0.12, 0.5 if unit == "%" else 0.02)  # cosines sit close to 1
+    y_lo, y_hi = min(accs) - y_pad, min(max(accs) + y_pad, 100 + y_pad)
+    digits = max(1, min(4, 1 - math.floor(math.log10((y_hi - y_lo) / 5))))  # ticks that tell apart
     max_size = max(p["size"] for p in points) or 1
     log_lo, log_span = math.log10(x_lo), math.log10(x_hi) - math.log10(x_lo)
     plot_bottom, axis_y = height - bottom, height - 50
@@ -153,7 +154,7 @@ def pareto_svg(report: dict[str, Any], width: int = 1000, height: int = 480) -> 
         y = top + (y_hi - value) / (y_hi - y_lo) * (plot_bottom - top)
         parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#eaeef2"/>'
                      f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">'
-                     f"{value:.1f}</text>")  # fmt: skip
+                     f"{value:.{digits}f}</text>")  # fmt: skip
     parts.append(f'<text x="{(left + width - right) / 2}" y="{height - 12}" font-size="12" text-anchor="middle">'
                  "p50 latency at batch 1, ms (log scale) — left is faster</text>"
                  f'<text transform="translate(16 {(top + plot_bottom) / 2}) rotate(-90)" font-size="12" '
@@ -260,10 +261,12 @@ def _stage_section(report: dict[str, Any]) -> str:
                       for colour, label in zip(STAGE_COLOURS, STAGE_LABELS.values(), strict=True))  # fmt: skip
     rows = [[a, t, *cells, total, _stage_bar(cells, scale)] for a, t, cells, total in lines]
     table = _table(["artifact", "target", *STAGE_LABELS.values(), "total", "breakdown"], rows, left=2)
-    label = METRIC_LABELS[report_metric(report)]
-    return (f"<h2>{label.capitalize()} drop against the teacher, by stage</h2>"
+    accuracy = report_metric(report) == ACCURACY
+    title = "Accuracy drop against the teacher" if accuracy else "Drop in cosine to the teacher (x100)"
+    gain = "gained accuracy" if accuracy else "moved the outputs closer to the teacher's"
+    return (f"<h2>{title}, by stage</h2>"
             '<p class="note">Points (teacher minus row), each stage measured on the same held-out samples; '
-            f"the stages add up to the total. Negative = the step gained {label}.</p>"
+            f"the stages add up to the total. Negative = the step {gain}.</p>"
             f'<p class="note">{legend}</p>{table}')  # fmt: skip
 
 

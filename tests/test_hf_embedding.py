@@ -103,3 +103,16 @@ def test_a_class_loss_on_an_embedding_teacher_is_a_clear_error(tmp_path, capsys)
                             "--output-dir", str(tmp_path / "export")], capsys)  # fmt: skip
     assert code == 2
     assert "distill.losses[0].name" in err and "embedding-cosine" in err
+
+
+def test_compare_covers_the_cosine(embed_run, capsys):
+    code, out, _ = run_cli(["report", str(embed_run), "--compare", str(embed_run), "--format", "md"], capsys)
+    assert code == 0 and "no change" in out
+    from edgekd.compare import compare_reports
+
+    old = load_report(embed_run)
+    new = load_report(embed_run)
+    row = next(r for r in new["rows"] if r["artifact"] == "student-onnx-fp32")
+    row["fidelity"]["mean_cosine"] -= 0.01  # the embeddings moved away from the teacher's
+    regressed = [d.metric for c in compare_reports(new, old) for d in c.regressions]
+    assert regressed == ["teacher_cosine"]
