@@ -1,4 +1,10 @@
-"""The CI gate: budgets (data, not code) checked against a report's rows → pass / fail / inconclusive."""
+"""The CI gate: budgets (data, not code) checked against a report's rows → pass / fail / inconclusive.
+
+Budgets are absolute (p95 <= 5 ms), relative to the teacher (accuracy drop <= 2 points), or relative to a
+baseline report of the same rows (p50 at most 10% slower than main's). A latency verdict that a noisy row
+(spread > 25% of the mean) cannot support, because the budget lies within one standard deviation of the
+figure, is inconclusive rather than a false pass or fail.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,8 @@ from edgekd.errors import EdgekdError, RecipeError, did_you_mean
 from edgekd.measure.quality import TEACHER_COSINE, report_metric
 from edgekd.report import row_value
 
-CLASS_BUDGETS = ("max_accuracy_drop", "min_accuracy", "min_teacher_agreement")  # need class outputs
+# budgets on class outputs: they do not apply to an embedding encoder
+CLASS_BUDGETS = ("max_accuracy_drop", "min_accuracy", "min_teacher_agreement", "max_accuracy_loss_pts")
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,7 @@ class BudgetSpec:
     upper: bool  # True: measured must be <= budget; False: measured must be >= budget
     unit: str
     scale: float = 1.0  # multiply the row's value by this to get the budget's unit
+    against_baseline: str = ""  # "increase_pct": (new - old) / old x 100; "loss": (old - new) x scale
 
 
 BUDGET_SPECS: dict[str, BudgetSpec] = {
@@ -40,8 +48,14 @@ BUDGET_SPECS: dict[str, BudgetSpec] = {
         BudgetSpec("max_p99_ms", ("latency_ms", "p99"), True, "ms"),
         BudgetSpec("min_throughput_per_s", ("throughput_per_s",), False, "/s"),
         BudgetSpec("max_size_mb", ("size_bytes",), True, "MB", 1e-6),
+        BudgetSpec("max_p50_increase_pct", ("latency_ms", "p50"), True, "%", against_baseline="increase_pct"),
+        BudgetSpec("max_p95_increase_pct", ("latency_ms", "p95"), True, "%", against_baseline="increase_pct"),
+        BudgetSpec("max_size_increase_pct", ("size_bytes",), True, "%", against_baseline="increase_pct"),
+        BudgetSpec("max_accuracy_loss_pts", ("accuracy",), True, "pts", 100.0, against_baseline="loss"),
+        BudgetSpec("max_teacher_cosine_loss", ("fidelity", "mean_cosine"), True, "", against_baseline="loss"),
     )
 }
+LATENCY = "latency_ms"
 
 PASS, FAIL, INCONCLUSIVE, SKIPPED = "pass", "fail", "inconclusive", "skipped"
 EXIT_CODES = {PASS: 0, FAIL: 1, INCONCLUSIVE: 2}
@@ -97,11 +111,18 @@ def profile_budgets(profile: Any, metric: str = "accuracy") -> dict[str, float]:
 
 
 def evaluate(
-    report: dict[str, Any], budgets: dict[str, float], patterns: list[str], target: str | None = None
+    report: dict[str, Any], budgets: dict[str, float], patterns: list[str], target: str | None = None,
+    baseline: dict[str, Any] | None = None,
 ) -> tuple[str, list[Check]]:
+    """Check every selected row against every budget; `baseline` is the report relative budgets compare with."""
     if not budgets:
         raise EdgekdError("no budgets given: pass e.g. --max-accuracy-drop 2, --budgets budgets.toml, or "
                           "--profile NAME for a profile's default budgets")  # fmt: skip
+    relative = [name for name in budgets if BUDGET_SPECS[name].against_baseline]
+    if relative and baseline is None:
+        raise EdgekdError(f"budget '{relative[0]}' compares with a baseline report: pass --baseline "
+                          "OLD/report.json (e.g. the report of the main branch)")  # fmt: skip
+    baseline_rows = {(r["artifact"], r.get("target", "host")): r for r in (baseline or {}).get("rows", [])}
     rows = select_rows(report, patterns, target)
     embeddings = report_metric(report) == TEACHER_COSINE
     checks: list[Check] = []
@@ -113,8 +134,12 @@ def evaluate(
         if row["status"] == "failed":
             checks.append(Check(name, "status", None, None, FAIL, f"failed: {row['reason']}"))
             continue
+        old = baseline_rows.get((name, row.get("target", "host")))
         for budget_name, limit in budgets.items():
             spec = BUDGET_SPECS[budget_name]
+            if spec.against_baseline:
+                checks.append(_check_against_baseline(row, old, spec, limit))
+                continue
             raw = row_value(row, spec.field_path)
             if raw is None:
                 why = ("this report is of an embedding encoder, judged by cosine to the teacher: it has no "
@@ -123,10 +148,8 @@ def evaluate(
                 checks.append(Check(name, budget_name, limit, None, INCONCLUSIVE, why))
                 continue
             measured = raw * spec.scale
-            ok = measured <= limit if spec.upper else measured >= limit
-            sign = "<=" if spec.upper else ">="
-            detail = f"{measured:.4g} {spec.unit} {'' if ok else 'not '}{sign} {limit:.4g} {spec.unit}"
-            checks.append(Check(name, budget_name, limit, measured, PASS if ok else FAIL, detail))
+            noise = _latency_noise(spec, row) * spec.scale
+            checks.append(_verdict(name, spec, limit, measured, noise))
     if not rows:
         wanted = (", ".join(patterns) or "student rows") + (f" on {target}" if target else "")
         return INCONCLUSIVE, [Check(wanted, "rows", None, None, INCONCLUSIVE, "no row in the report matches")]
@@ -135,3 +158,47 @@ def evaluate(
         return INCONCLUSIVE, checks  # nothing selected was measured: no pass can be claimed
     overall = FAIL if FAIL in verdicts else INCONCLUSIVE if INCONCLUSIVE in verdicts else PASS
     return overall, checks
+
+
+def _latency_noise(spec: BudgetSpec, *rows: dict[str, Any] | None) -> float:
+    """The largest latency standard deviation (ms) among `rows` flagged noisy, for latency budgets; else 0."""
+    if spec.field_path[0] != LATENCY:
+        return 0.0
+    noisy = [r for r in rows if r and any(f["code"] == "noisy" for f in r.get("flags", []))]
+    return max((row_value(r, (LATENCY, "std")) or 0.0 for r in noisy), default=0.0)
+
+
+def _verdict(artifact: str, spec: BudgetSpec, limit: float, measured: float, noise: float,
+             context: str = "") -> Check:  # fmt: skip
+    """pass / fail, or inconclusive when the row is noisy and the limit lies within `noise` of the figure."""
+    ok = measured <= limit if spec.upper else measured >= limit
+    sign = "<=" if spec.upper else ">="
+    unit = f" {spec.unit}" if spec.unit else ""
+    detail = f"{measured:.4g}{unit} {'' if ok else 'not '}{sign} {limit:.4g}{unit}{context}"
+    if noise and abs(measured - limit) <= noise:
+        return Check(artifact, spec.name, limit, measured, INCONCLUSIVE,
+                     f"{detail}, but within the noise (latency std {noise:.3g} {spec.unit or 'ms'} on a row flagged "
+                     "noisy): re-measure on a quiet machine or with measure.preset = \"thorough\"")  # fmt: skip
+    return Check(artifact, spec.name, limit, measured, PASS if ok else FAIL, detail)
+
+
+def _check_against_baseline(row: dict[str, Any], old: dict[str, Any] | None, spec: BudgetSpec,
+                            limit: float) -> Check:  # fmt: skip
+    """A relative budget: this row against the baseline's row of the same artifact and target."""
+    name = row["artifact"]
+    if old is None or old.get("status") != "ok":
+        why = "no such row in the baseline report" if old is None else f"baseline row is {old['status']}"
+        return Check(name, spec.name, limit, None, INCONCLUSIVE, f"{why}: nothing to compare with")
+    new_value, old_value = row_value(row, spec.field_path), row_value(old, spec.field_path)
+    if new_value is None or old_value is None:
+        return Check(name, spec.name, limit, None, INCONCLUSIVE, "not measured in both reports")
+    if spec.against_baseline == "increase_pct":
+        if old_value <= 0:
+            return Check(name, spec.name, limit, None, INCONCLUSIVE, "baseline figure is 0: no relative change")
+        measured = (new_value - old_value) / old_value * 100
+        # the noise of a latency figure, in percent of the baseline: the spread of either noisy row
+        noise = _latency_noise(spec, row, old) / old_value * 100
+    else:
+        measured, noise = (old_value - new_value) * spec.scale, 0.0
+    context = f" (baseline {old_value:.4g}, now {new_value:.4g})"
+    return _verdict(name, spec, limit, measured, noise, context)

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from tests.conftest import run_cli
 
 
@@ -65,3 +67,54 @@ def test_gate_profile_checks_that_targets_rows_with_its_budgets(quick_run, capsy
     code, out, _ = run_cli(["gate", str(quick_run), "--profile", "android-arm64", "--json"], capsys)
     assert code == 2
     assert json.loads(out)["verdict"] == "inconclusive"
+
+
+def _variant(quick_run, tmp_path, name, change):
+    """A copy of the quick run's report with `change(rows)` applied and no row flagged noisy."""
+    report = json.loads((quick_run / "report.json").read_text())
+    for row in report["rows"]:
+        row["flags"] = [f for f in row.get("flags", []) if f["code"] != "noisy"]
+    change({row["artifact"]: row for row in report["rows"]})
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(report))
+    return path
+
+
+def test_gate_against_a_baseline_report(quick_run, tmp_path, capsys):
+    base = _variant(quick_run, tmp_path, "base", lambda rows: None)
+    relative = ["--max-p50-increase-pct", "10", "--max-accuracy-loss-pts", "0", "--max-size-increase-pct", "0"]
+    code, out, _ = run_cli(["gate", str(base), "--baseline", str(base), *relative], capsys)
+    assert code == 0, out
+
+    def slower(rows):
+        rows["student-onnx-int8-static"]["latency_ms"]["p50"] *= 1.5
+    new = _variant(quick_run, tmp_path, "new", slower)
+    code, out, _ = run_cli(["gate", str(new), "--baseline", str(base), *relative, "--json"], capsys)
+    assert code == 1
+    failing = [c for c in json.loads(out)["checks"] if c["verdict"] == "fail"]
+    assert [(c["artifact"], c["budget"]) for c in failing] == [("student-onnx-int8-static", "max_p50_increase_pct")]
+    assert failing[0]["measured"] == pytest.approx(50.0)
+
+
+def test_gate_baseline_noise_and_missing_rows_are_inconclusive(quick_run, tmp_path, capsys):
+    base = _variant(quick_run, tmp_path, "base", lambda rows: None)
+
+    def noisy_and_slower(rows):
+        row = rows["student-onnx-fp32"]
+        row["latency_ms"]["std"] = row["latency_ms"]["p50"]  # spread as large as the figure itself
+        row["latency_ms"]["p50"] *= 1.2
+        row["flags"].append({"code": "noisy", "message": "busy machine"})
+        rows["student-onnx-int8-dynamic"]["artifact"] = "renamed"  # not in the baseline
+    new = _variant(quick_run, tmp_path, "new", noisy_and_slower)
+    code, out, _ = run_cli(["gate", str(new), "--baseline", str(base), "--max-p50-increase-pct", "10",
+                            "--json"], capsys)  # fmt: skip
+    assert code == 2
+    checks = {c["artifact"]: c for c in json.loads(out)["checks"]}
+    assert checks["student-onnx-fp32"]["verdict"] == "inconclusive" and "noise" in checks["student-onnx-fp32"]["detail"]
+    assert checks["renamed"]["verdict"] == "inconclusive" and "baseline" in checks["renamed"]["detail"]
+    assert checks["student-onnx-int8-static"]["verdict"] == "pass"
+
+
+def test_gate_relative_budget_needs_a_baseline(quick_run, capsys):
+    code, _, err = run_cli(["gate", str(quick_run), "--max-p50-increase-pct", "10"], capsys)
+    assert code == 2 and "--baseline" in err

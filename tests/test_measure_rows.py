@@ -40,7 +40,7 @@ def test_openvino_row_reports_its_execution_precision_and_a_labelled_throughput_
     flagged = "precision-mismatch" in {flag["code"] for flag in row["flags"]}
     assert flagged == (row["execution_precision"] != "f32")
     modes = [t for t in row["throughput"] if t["mode"] == "openvino-throughput"]
-    assert {t["batch_size"] for t in modes} == {1, 16}
+    assert [t["batch_size"] for t in modes] == [1]  # requests in flight at batch 1, as benchmark_app does
     assert all(t["streams"] >= 1 and t["infer_requests"] >= 1 and t["per_s"] > 0 for t in modes)
     assert row["flops"] == _rows(quick_run)["student-onnx-fp32"]["flops"] > 0  # counted on the graph it came from
 
