@@ -160,6 +160,10 @@ def build_engine(
         raise StageError(f"build: {onnx_path.name} computes in {found}, but a {precision} TensorRT engine was asked "
                          "for: TensorRT builds strongly typed networks, so the precision comes from the ONNX file "
                          "(fp16: an fp16 graph, int8: a Q/DQ graph)")  # fmt: skip
+    problem = qdq_problem(onnx_path) if found == "int8" else None
+    if problem:
+        raise StageError(f"build: {onnx_path.name}: {problem}, which TensorRT cannot read as it is; rewrite it with "
+                         "edgekd.build.to_tensorrt_qdq")  # fmt: skip
     reason = tensorrt_unavailable_reason()
     if reason and not reason.startswith(TRTEXEC_ONLY):
         raise StageError(f"build: TensorRT engine {engine_path.name}: {reason}")
@@ -197,6 +201,25 @@ def onnx_precision(onnx_path: Path) -> str:
     if any(tensor.data_type == onnx.TensorProto.FLOAT16 for tensor in graph.initializer):
         return "fp16"
     return "fp32"
+
+
+def qdq_problem(onnx_path: Path) -> str | None:
+    """Why TensorRT's ONNX parser would refuse or misread this Q/DQ model, else None. It takes int8 with zero point
+    0 only: it refuses other zero points, and it reads uint8 as int8 with a warning, clipping the upper half."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    tensors = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        zero = tensors.get(node.input[2]) if len(node.input) > 2 else None
+        if zero is None or zero.data_type != onnx.TensorProto.INT8 or onnx.numpy_helper.to_array(zero).any():
+            return f"{node.op_type} '{node.name}' is not int8 with zero point 0"
+        source = tensors.get(node.input[0])
+        if source is not None and source.data_type == onnx.TensorProto.INT32:
+            return f"{node.op_type} '{node.name}' dequantizes an int32 tensor"
+    return None
 
 
 def _build_with_api(onnx_path, engine_path, input_name, shapes, workspace_bytes, cache_path) -> None:
