@@ -117,7 +117,8 @@ def build_engine(spec: EngineSpec, source_dir: Path, out_dir: Path, profile: Pro
     elif spec.format == "tensorrt-engine":
         from edgekd.runtimes.tensorrt_runtime import build_engine as build_trt
 
-        build_trt(source, target, spec.precision, device["input_name"], device["sample_shape"], device["max_batch"])
+        typed = tensorrt_onnx(spec.precision, source, target.with_suffix(".onnx"))
+        build_trt(typed, target, spec.precision, device["input_name"], device["sample_shape"], device["max_batch"])
     elif spec.format != "onnx":
         raise StageError(f"build: no builder for format '{spec.format}' ({spec.artifact})")
 
@@ -133,6 +134,67 @@ def convert_to_fp16(source: Path, target: Path) -> None:
     model.topological_sort()
     with atomic_path(target) as tmp:
         onnx.save(model.model, str(tmp))
+        onnx.checker.check_model(str(tmp), full_check=True)
+
+
+def tensorrt_onnx(precision: str, source: Path, target: Path) -> Path:
+    """The ONNX file a TensorRT engine of `precision` is built from. TensorRT builds strongly typed networks (the
+    only kind in TensorRT 11), so the file carries the precision: fp16 from the fp16 conversion, int8 from the QDQ
+    model in the Q/DQ form TensorRT reads, fp32 as it is. Written to `target` beside the engine."""
+    if precision == "fp16":
+        convert_to_fp16(source, target)
+    elif precision == "int8":
+        to_tensorrt_qdq(source, target)
+    else:
+        return source
+    return target
+
+
+def to_tensorrt_qdq(source: Path, target: Path) -> None:
+    """The QDQ model in the form TensorRT's ONNX parser takes: int8 Q/DQ with zero point 0 (it refuses other zero
+    points and reads uint8 as int8, which would clip), and float biases (it cannot take ONNX Runtime's int32 biases
+    behind a DequantizeLinear). Biases are dequantized exactly. A range with zero point z and scale s becomes zero
+    point 0 and the smallest scale that still covers it; exact for int8 with z = 0 and for uint8 with z = 128, one
+    bit coarser for uint8 with z = 0 (ReLU outputs). The engine's own accuracy row measures what that costs."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    kept, added, rescaled = [], {}, {}
+    for node in graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            kept.append(node)
+            continue
+        data, scale = node.input[0], values[node.input[1]]
+        zero = values[node.input[2]] if len(node.input) > 2 and node.input[2] else np.zeros(1, np.uint8)
+        if node.op_type == "DequantizeLinear" and values.get(data) is not None and values[data].dtype == np.int32:
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+            shape = [-1 if i == axis % values[data].ndim else 1 for i in range(values[data].ndim)]
+            exact = (values[data].astype(np.float64) - zero.reshape(shape)) * scale.reshape(shape)
+            added[node.output[0]] = exact.astype(scale.dtype)  # the float bias the DequantizeLinear computed
+            continue
+        key = (node.input[1], node.input[2] if len(node.input) > 2 else "")
+        if key not in rescaled:
+            info = np.iinfo(zero.dtype)
+            low, high = (info.min - zero.astype(np.float64)) * scale, (info.max - zero.astype(np.float64)) * scale
+            wide = np.maximum(-low / 128, high / 127).astype(scale.dtype)
+            names = (f"{key[0]}_trt", f"{key[0]}_trt_zero_point")
+            added.update({names[0]: wide, names[1]: np.zeros(zero.shape, np.int8)})
+            rescaled[key] = names
+        node.input[1:] = list(rescaled[key])
+        kept.append(node)
+    del graph.node[:]
+    graph.node.extend(kept)
+    graph.initializer.extend(numpy_helper.from_array(value, name) for name, value in added.items())
+    used = {name for node in graph.node for name in node.input}
+    unused = [t for t in graph.initializer if t.name not in used]
+    for tensor in unused:
+        graph.initializer.remove(tensor)
+    with atomic_path(target) as tmp:
+        onnx.save(model, str(tmp))
         onnx.checker.check_model(str(tmp), full_check=True)
 
 

@@ -1,19 +1,33 @@
 """TensorRT: engines are built where they run. Without an NVIDIA GPU and TensorRT these tests skip with the
-reason; the refusal of engines built elsewhere is checked everywhere, because it needs no GPU."""
+reason; what needs no GPU is checked everywhere: the refusal of engines built elsewhere, the ONNX files the
+strongly typed builds read, the trtexec command line, and that the code uses only TensorRT names it declares
+(and, wherever the `tensorrt` package imports, that the installed module has every one of them)."""
 
+import ast
+import inspect
 import json
+import types
 
 import numpy as np
+import onnx
 import pytest
+from onnx import numpy_helper
 
-from edgekd.errors import EdgekdError
+from edgekd.build import tensorrt_onnx, to_tensorrt_qdq
+from edgekd.errors import EdgekdError, StageError
 from edgekd.fileio import sha256_file
+from edgekd.runtimes import tensorrt_runtime
 from edgekd.runtimes.tensorrt_runtime import (
+    TENSORRT_API,
     build_engine,
     check_engine,
     device_identity,
+    missing_api,
+    onnx_precision,
+    qdq_problem,
     sidecar_path,
     tensorrt_unavailable_reason,
+    trtexec_args,
 )
 
 REASON = tensorrt_unavailable_reason()
@@ -63,7 +77,8 @@ def test_build_run_and_record_an_engine(quick_run, tmp_path, precision):
 
     source = quick_run / ("student.int8-static.onnx" if precision == "int8" else "student.onnx")
     engine = tmp_path / f"student.{precision}.engine"
-    record = build_engine(source, engine, precision, "pixels", (1, 8, 8), max_batch=64)
+    typed = tensorrt_onnx(precision, source, engine.with_suffix(".onnx"))
+    record = build_engine(typed, engine, precision, "pixels", (1, 8, 8), max_batch=64)
     assert record["tensorrt_version"] and record["gpu"] and record["compute_capability"]
     assert record["engine_sha256"] == sha256_file(engine)
     inputs, labels = load_eval_split(quick_run / "data" / "test.npz", "pixels")
@@ -88,3 +103,113 @@ def test_profile_on_a_gpu_builds_and_measures_tensorrt_rows(quick_run, tmp_path,
     for name in ("student-tensorrt-fp16", "student-tensorrt-int8"):
         assert rows[name]["status"] == "ok", rows[name]["reason"]
         assert rows[name]["gpu_compute_ms"]["p50"] > 0 and rows[name]["build"]["gpu"]
+
+
+# What each variable of tensorrt_runtime.py that holds a TensorRT object is ("" is the module itself).
+TENSORRT_OBJECTS = {"trt": "", "tensorrt": "", "logger": "Logger", "self._logger": "Logger", "builder": "Builder",
+                    "network": "INetworkDefinition", "parser": "OnnxParser", "config": "IBuilderConfig",
+                    "profile": "IOptimizationProfile", "cache": "ITimingCache", "runtime": "Runtime",
+                    "engine": "ICudaEngine", "self._engine": "ICudaEngine",
+                    "self._context": "IExecutionContext"}  # fmt: skip
+PLAIN_RESULTS = {"serialized"}  # an IHostMemory only handed to memoryview()
+
+
+def _holder(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
+        return f"self.{node.attr}"
+    return None
+
+
+def _tensorrt_names_used() -> set[tuple[str, str]]:
+    """(owner, name) for every attribute the code reads from a TensorRT object, `trt.A.B` read as A then A.B."""
+    used = set()
+    for node in ast.walk(ast.parse(inspect.getsource(tensorrt_runtime))):
+        if not isinstance(node, ast.Attribute):
+            continue
+        if _holder(node.value) in TENSORRT_OBJECTS:
+            used.add((TENSORRT_OBJECTS[_holder(node.value)], node.attr))
+        elif isinstance(node.value, ast.Attribute) and _holder(node.value.value) in ("trt", "tensorrt"):
+            used.add((node.value.attr, node.attr))
+    return used
+
+
+def test_the_code_uses_only_the_tensorrt_names_it_declares():
+    used = _tensorrt_names_used()
+    undeclared = sorted(f"{owner}.{name}".lstrip(".") for owner, name in used
+                        if name not in TENSORRT_API.get(owner, ()))  # fmt: skip
+    assert not undeclared, f"add to TENSORRT_API (and check against TensorRT 10.3 and 11.x): {undeclared}"
+    assert ("Builder", "build_serialized_network") in used and ("IExecutionContext", "execute_async_v3") in used
+    # every TensorRT object the code makes is held in a variable the reading above knows
+    for node in ast.walk(ast.parse(inspect.getsource(tensorrt_runtime))):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            func = node.value.func
+            if isinstance(func, ast.Attribute) and _holder(func.value) in TENSORRT_OBJECTS:
+                targets = {_holder(t) for t in node.targets} | {_holder(e) for t in node.targets
+                                                                 if isinstance(t, ast.Tuple) for e in t.elts}
+                assert targets - {None} <= set(TENSORRT_OBJECTS) | PLAIN_RESULTS, ast.unparse(node)
+
+
+def test_a_tensorrt_without_a_declared_name_is_caught():
+    assert set(missing_api(types.ModuleType("tensorrt"))) >= {"Builder", "OnnxParser", "nptype"}
+
+
+def test_the_installed_tensorrt_has_every_name_the_code_uses():
+    try:
+        import tensorrt
+    except ImportError as exc:  # CI and machines without TensorRT's libraries (libnvinfer)
+        pytest.skip(f"the tensorrt package does not import here ({exc}); checked where it does")
+    assert missing_api(tensorrt) == [], f"TensorRT {tensorrt.__version__}"
+    assert isinstance(int(tensorrt.NetworkDefinitionCreationFlag.STRONGLY_TYPED), int)
+
+
+def test_trtexec_gets_no_precision_flags_and_strong_typing_on_10x():
+    shapes = {"min": (1, 1, 8, 8), "opt": (1, 1, 8, 8), "max": (64, 1, 8, 8)}
+    for version, strongly_typed in (("10.3.0", True), ("11.4.0", False), ("", True)):
+        args = trtexec_args("trtexec", "m.onnx", "m.engine", "pixels", shapes, 1 << 30, "timing.cache", version)
+        assert not {"--fp16", "--int8", "--best"} & set(args)  # removed in TensorRT 11
+        assert ("--stronglyTyped" in args) is strongly_typed
+        assert "--maxShapes=pixels:64x1x8x8" in args and "--memPoolSize=workspace:1024M" in args
+
+
+def test_the_precision_of_an_engine_comes_from_its_onnx_file(quick_run, tmp_path):
+    fp32, qdq = quick_run / "student.onnx", quick_run / "student.int8-static.onnx"
+    fp16 = tensorrt_onnx("fp16", fp32, tmp_path / "student.fp16.onnx")
+    assert [onnx_precision(p) for p in (fp32, fp16, qdq)] == ["fp32", "fp16", "int8"]
+    assert tensorrt_onnx("fp32", fp32, tmp_path / "unused.onnx") == fp32
+    with pytest.raises(StageError, match="computes in fp32.*strongly typed"):
+        build_engine(fp32, tmp_path / "student.fp16.engine", "fp16", "pixels", (1, 8, 8), max_batch=8)
+    with pytest.raises(StageError, match="not int8 with zero point 0.*to_tensorrt_qdq"):  # the parser would clip it
+        build_engine(qdq, tmp_path / "student.int8.engine", "int8", "pixels", (1, 8, 8), max_batch=8)
+
+
+def _quantization_tensors(path):
+    model = onnx.load(str(path))
+    values = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    nodes = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    return nodes, values
+
+
+def test_the_qdq_model_is_rewritten_to_tensorrts_qdq_form(quick_run, tmp_path):
+    """ONNX Runtime's QDQ model has uint8 activations with zero points and int32 biases; TensorRT's parser takes
+    only int8 with zero point 0. The rewrite keeps every range, dequantizes biases exactly, and ONNX Runtime
+    running both files shows what the coarser activation scales cost."""
+    from edgekd.runtimes import get_runtime
+    from edgekd.tasks.base import load_eval_split
+
+    source, target = quick_run / "student.int8-static.onnx", tmp_path / "student.int8.onnx"
+    to_tensorrt_qdq(source, target)
+    assert qdq_problem(source) and qdq_problem(target) is None
+    nodes, values = _quantization_tensors(target)
+    assert nodes and all(values[n.input[2]].dtype == np.int8 and not values[n.input[2]].any() for n in nodes)
+    assert not any(values[n.input[0]].dtype == np.int32 for n in nodes if n.input[0] in values)
+    old_nodes, old_values = _quantization_tensors(source)
+    for node in old_nodes:  # ONNX Runtime's int32 biases are now the floats its DequantizeLinear computed
+        if node.input[0] in old_values and old_values[node.input[0]].dtype == np.int32:
+            expected = old_values[node.input[0]] * old_values[node.input[1]]
+            np.testing.assert_allclose(values[node.output[0]], expected, rtol=1e-6)
+    inputs, labels = load_eval_split(quick_run / "data" / "test.npz", "pixels")
+    ort = get_runtime("onnxruntime")
+    reference, rewritten = ort.load(quick_run / "student.onnx", 1)(inputs), ort.load(target, 1)(inputs)
+    assert (rewritten.argmax(1) == reference.argmax(1)).mean() >= 0.85

@@ -5,10 +5,13 @@ artifacts. So every engine gets a sidecar `<engine>.json` recording what it was 
 an engine without a sidecar, with a changed hash, or built for another GPU / TensorRT version is refused
 ("rebuild on target"), never loaded.
 
-Build: TensorRT 10 Python API (network from the OnnxParser, one optimization profile over the dynamic
-batch axis, workspace limit through the memory pool limit, a timing cache kept beside the engine, fp16 /
-int8 flags; int8 comes from the QDQ model's scales, no calibrator), or `trtexec` where only that is present.
-Run: torch CUDA tensors as device buffers, `execute_async_v3` on a CUDA stream.
+One code path for TensorRT 10.3 (what JetPack 6 ships) to 11.x: TensorRT 11 removed weakly typed networks and
+the precision builder flags (`BuilderFlag.FP16` / `INT8`, trtexec `--fp16` / `--int8`), so every build here is
+a strongly typed network and the precision comes from the ONNX file itself: an fp16 graph for fp16, a Q/DQ
+graph (int8, zero point 0) for int8. Build: network from the OnnxParser, one optimization profile over the
+dynamic batch axis, workspace limit through the memory pool limit, a timing cache kept beside the engine; or
+`trtexec` where only that is present. Run: torch CUDA tensors as device buffers, `execute_async_v3` on a
+CUDA stream. `TENSORRT_API` lists every TensorRT name used, checked against the installed bindings.
 """
 
 from __future__ import annotations
@@ -30,6 +33,31 @@ from edgekd.runtimes.base import Runner, Runtime
 DEFAULT_WORKSPACE_BYTES = 1 << 30  # 1 GiB: ample for small models, within a Jetson Orin Nano's 8 GB
 TRTEXEC_PATHS = ("trtexec", "/usr/src/tensorrt/bin/trtexec")  # the second is where JetPack puts it
 TRTEXEC_ONLY = "only trtexec is installed"
+SUPPORTED_VERSIONS = "TensorRT 10.3 to 11.x"
+
+# Every name of the TensorRT Python API this module uses, by owner ("" is the module itself). The code reaches
+# TensorRT only through these: `_import_tensorrt` refuses bindings that lack one (one clear line instead of an
+# AttributeError halfway through a build), a test checks the code against this table, and another checks the
+# table against the real `tensorrt` module wherever it imports. Checked by hand against 10.3.0 and 11.4.0.106.
+TENSORRT_API: dict[str, tuple[str, ...]] = {
+    "": ("__version__", "nptype", "Logger", "Builder", "NetworkDefinitionCreationFlag", "OnnxParser", "MemoryPoolType",
+         "Runtime", "TensorIOMode", "IBuilderConfig", "IOptimizationProfile", "ITimingCache", "ICudaEngine",
+         "IExecutionContext"),
+    "Logger": ("WARNING",),
+    "NetworkDefinitionCreationFlag": ("STRONGLY_TYPED",),  # 1 in 10.x, 0 in 11.x: always shift by its value
+    "MemoryPoolType": ("WORKSPACE",),
+    "TensorIOMode": ("INPUT",),
+    "Builder": ("create_network", "create_builder_config", "create_optimization_profile", "build_serialized_network"),
+    "OnnxParser": ("parse_from_file", "num_errors", "get_error"),
+    "IBuilderConfig": ("set_memory_pool_limit", "add_optimization_profile", "create_timing_cache", "set_timing_cache",
+                       "get_timing_cache"),
+    "IOptimizationProfile": ("set_shape",),
+    "ITimingCache": ("serialize",),
+    "Runtime": ("deserialize_cuda_engine",),
+    "ICudaEngine": ("create_execution_context", "num_io_tensors", "get_tensor_name", "get_tensor_mode",
+                    "get_tensor_dtype"),
+    "IExecutionContext": ("set_input_shape", "get_tensor_shape", "set_tensor_address", "execute_async_v3"),
+}  # fmt: skip
 
 
 def _version() -> str:
@@ -38,11 +66,27 @@ def _version() -> str:
     return tensorrt.__version__
 
 
+def missing_api(trt) -> list[str]:
+    """The names of `TENSORRT_API` that the module `trt` lacks, as dotted paths ([] when it has them all)."""
+    missing = []
+    for owner, names in TENSORRT_API.items():
+        scope = getattr(trt, owner, None) if owner else trt
+        if scope is None:
+            missing.append(owner)
+            continue
+        missing += [".".join(filter(None, (owner, name))) for name in names if not hasattr(scope, name)]
+    return missing
+
+
 def _import_tensorrt():
     try:
         import tensorrt
     except ImportError:
         raise MissingDependencyError("tensorrt", "tensorrt", "Building or running a TensorRT engine") from None
+    missing = missing_api(tensorrt)
+    if missing:
+        raise EdgekdError(f"TensorRT {tensorrt.__version__} lacks {', '.join(missing)}, which edgekd uses: "
+                          f"install a supported version ({SUPPORTED_VERSIONS})")  # fmt: skip
     return tensorrt
 
 
@@ -107,21 +151,31 @@ def build_engine(
     max_batch: int,
     workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
 ) -> dict[str, Any]:
-    """Build `engine_path` from `onnx_path` for batch sizes 1..max_batch; write and return the sidecar."""
+    """Build `engine_path` from `onnx_path` for batch sizes 1..max_batch; write and return the sidecar.
+    The network is strongly typed, so `precision` must be what the ONNX file computes in (`onnx_precision`)."""
+    if precision not in ("fp32", "fp16", "int8"):
+        raise StageError(f"build: TensorRT precision must be fp32, fp16 or int8, not '{precision}'")
+    found = onnx_precision(onnx_path)
+    if found != precision:
+        raise StageError(f"build: {onnx_path.name} computes in {found}, but a {precision} TensorRT engine was asked "
+                         "for: TensorRT builds strongly typed networks, so the precision comes from the ONNX file "
+                         "(fp16: an fp16 graph, int8: a Q/DQ graph)")  # fmt: skip
+    problem = qdq_problem(onnx_path) if found == "int8" else None
+    if problem:
+        raise StageError(f"build: {onnx_path.name}: {problem}, which TensorRT cannot read as it is; rewrite it with "
+                         "edgekd.build.to_tensorrt_qdq")  # fmt: skip
     reason = tensorrt_unavailable_reason()
     if reason and not reason.startswith(TRTEXEC_ONLY):
         raise StageError(f"build: TensorRT engine {engine_path.name}: {reason}")
-    if precision not in ("fp32", "fp16", "int8"):
-        raise StageError(f"build: TensorRT precision must be fp32, fp16 or int8, not '{precision}'")
     shapes = {"min": (1, *sample_shape), "opt": (1, *sample_shape), "max": (max_batch, *sample_shape)}
     cache = engine_path.parent / "timing.cache"
     try:
         _import_tensorrt()
         builder = "python-api"
-        _build_with_api(onnx_path, engine_path, precision, input_name, shapes, workspace_bytes, cache)
+        _build_with_api(onnx_path, engine_path, input_name, shapes, workspace_bytes, cache)
     except MissingDependencyError:
         builder = "trtexec"
-        _build_with_trtexec(onnx_path, engine_path, precision, input_name, shapes, workspace_bytes, cache)
+        _build_with_trtexec(onnx_path, engine_path, input_name, shapes, workspace_bytes, cache)
     sidecar = {
         **device_identity(),
         "builder": builder,
@@ -136,21 +190,49 @@ def build_engine(
     return sidecar
 
 
-def _build_with_api(onnx_path, engine_path, precision, input_name, shapes, workspace_bytes, cache_path) -> None:
+def onnx_precision(onnx_path: Path) -> str:
+    """What a strongly typed TensorRT network of this ONNX file computes in: int8 with Q/DQ nodes, fp16 with fp16
+    weights, else fp32 (TensorRT follows the file's types, it picks no lower precision by itself)."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    if any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in graph.node):
+        return "int8"
+    if any(tensor.data_type == onnx.TensorProto.FLOAT16 for tensor in graph.initializer):
+        return "fp16"
+    return "fp32"
+
+
+def qdq_problem(onnx_path: Path) -> str | None:
+    """Why TensorRT's ONNX parser would refuse or misread this Q/DQ model, else None. It takes int8 with zero point
+    0 only: it refuses other zero points, and it reads uint8 as int8 with a warning, clipping the upper half."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    tensors = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        zero = tensors.get(node.input[2]) if len(node.input) > 2 else None
+        if zero is None or zero.data_type != onnx.TensorProto.INT8 or onnx.numpy_helper.to_array(zero).any():
+            return f"{node.op_type} '{node.name}' is not int8 with zero point 0"
+        source = tensors.get(node.input[0])
+        if source is not None and source.data_type == onnx.TensorProto.INT32:
+            return f"{node.op_type} '{node.name}' dequantizes an int32 tensor"
+    return None
+
+
+def _build_with_api(onnx_path, engine_path, input_name, shapes, workspace_bytes, cache_path) -> None:
     trt = _import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise StageError(f"build: TensorRT could not parse {onnx_path.name}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
-    if precision in ("fp16", "int8"):
-        config.set_flag(trt.BuilderFlag.FP16)  # int8 engines keep fp16 for layers outside Q/DQ pairs
-    if precision == "int8":
-        config.set_flag(trt.BuilderFlag.INT8)  # scales come from the QDQ nodes (explicit quantization)
     profile = builder.create_optimization_profile()
     profile.set_shape(input_name, shapes["min"], shapes["opt"], shapes["max"])
     config.add_optimization_profile(profile)
@@ -161,24 +243,33 @@ def _build_with_api(onnx_path, engine_path, precision, input_name, shapes, works
         raise StageError(f"build: TensorRT failed to build an engine from {onnx_path.name} (see the log above)")
     with atomic_path(engine_path) as tmp:
         tmp.write_bytes(memoryview(serialized))
+    cache = config.get_timing_cache()
     with atomic_path(cache_path) as tmp:
-        tmp.write_bytes(memoryview(config.get_timing_cache().serialize()))
+        tmp.write_bytes(memoryview(cache.serialize()))
 
 
-def _build_with_trtexec(onnx_path, engine_path, precision, input_name, shapes, workspace_bytes, cache_path) -> None:
-    path = trtexec_path()
-    if path is None:
-        raise MissingDependencyError("tensorrt", "tensorrt", "Building a TensorRT engine")
+def trtexec_args(path: str, onnx_path: Path, engine_path: Path, input_name: str, shapes: dict[str, tuple[int, ...]],
+                 workspace_bytes: int, cache_path: Path, version: str) -> list[str]:  # fmt: skip
+    """The trtexec command line; no precision flags (TensorRT 11 removed --fp16 / --int8): the ONNX file's types
+    decide. `--stronglyTyped` makes 10.x do the same; 11.x always does, so it is passed to 10.x (or unknown) only."""
 
     def dims(shape: tuple[int, ...]) -> str:
         return f"{input_name}:{'x'.join(str(d) for d in shape)}"
 
+    args = [path, f"--onnx={onnx_path}", f"--saveEngine={engine_path}", f"--minShapes={dims(shapes['min'])}",
+            f"--optShapes={dims(shapes['opt'])}", f"--maxShapes={dims(shapes['max'])}",
+            f"--memPoolSize=workspace:{workspace_bytes // (1 << 20)}M", f"--timingCacheFile={cache_path}",
+            "--skipInference"]  # fmt: skip
+    major = version.split(".")[0]
+    return args + ["--stronglyTyped"] if not major.isdigit() or int(major) < 11 else args
+
+
+def _build_with_trtexec(onnx_path, engine_path, input_name, shapes, workspace_bytes, cache_path) -> None:
+    path = trtexec_path()
+    if path is None:
+        raise MissingDependencyError("tensorrt", "tensorrt", "Building a TensorRT engine")
     with atomic_path(engine_path) as tmp:
-        args = [path, f"--onnx={onnx_path}", f"--saveEngine={tmp}", f"--minShapes={dims(shapes['min'])}",
-                f"--optShapes={dims(shapes['opt'])}", f"--maxShapes={dims(shapes['max'])}",
-                f"--memPoolSize=workspace:{workspace_bytes // (1 << 20)}M", f"--timingCacheFile={cache_path}",
-                "--skipInference"]  # fmt: skip
-        args += {"fp32": [], "fp16": ["--fp16"], "int8": ["--fp16", "--int8"]}[precision]
+        args = trtexec_args(path, onnx_path, tmp, input_name, shapes, workspace_bytes, cache_path, _trtexec_version())
         done = subprocess.run(args, capture_output=True, text=True)
         if done.returncode != 0:
             raise StageError(f"build: trtexec failed on {onnx_path.name}: {done.stdout[-2000:]}{done.stderr[-2000:]}")
@@ -213,14 +304,15 @@ class TensorrtRunner:
         trt = _import_tensorrt()
         self._torch = torch
         self._logger = trt.Logger(trt.Logger.WARNING)
-        self._engine = trt.Runtime(self._logger).deserialize_cuda_engine(engine_path.read_bytes())
-        if self._engine is None:
+        runtime = trt.Runtime(self._logger)
+        engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
+        if engine is None:
             raise EdgekdError(f"TensorRT could not deserialize {engine_path.name}: rebuild on target")
-        self._context = self._engine.create_execution_context()
-        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
-        inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self._engine, self._context = engine, engine.create_execution_context()
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self._input, self._outputs = inputs[0], [n for n in names if n not in inputs]
-        self._dtypes = {n: np.dtype(trt.nptype(self._engine.get_tensor_dtype(n))) for n in names}
+        self._dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
         self._stream = torch.cuda.Stream()
         self._device_input = None
 
