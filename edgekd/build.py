@@ -151,50 +151,44 @@ def tensorrt_onnx(precision: str, source: Path, target: Path) -> Path:
 
 
 def to_tensorrt_qdq(source: Path, target: Path) -> None:
-    """The QDQ model in the form TensorRT's ONNX parser takes: int8 Q/DQ with zero point 0 (it refuses other zero
-    points and reads uint8 as int8, which would clip), and float biases (it cannot take ONNX Runtime's int32 biases
-    behind a DequantizeLinear). Biases are dequantized exactly. A range with zero point z and scale s becomes zero
-    point 0 and the smallest scale that still covers it; exact for int8 with z = 0 and for uint8 with z = 128, one
-    bit coarser for uint8 with z = 0 (ReLU outputs). The engine's own accuracy row measures what that costs."""
+    """The QDQ model in the form TensorRT's ONNX parser takes: its int32 biases behind a DequantizeLinear become
+    the floats that DequantizeLinear computes (exact). Activations must already be int8 with zero point 0 (the
+    parser refuses other zero points and misreads uint8): a model quantized otherwise is refused with the fix,
+    because re-scaling its ranges after calibration would cost accuracy silently."""
     import numpy as np
     import onnx
     from onnx import numpy_helper
 
+    from edgekd.runtimes.tensorrt_runtime import qdq_problem
+
     model = onnx.load(str(source))
     graph = model.graph
     values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    kept, added, rescaled = [], {}, {}
+    kept, folded = [], {}
     for node in graph.node:
-        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
-            kept.append(node)
-            continue
-        data, scale = node.input[0], values[node.input[1]]
-        zero = values[node.input[2]] if len(node.input) > 2 and node.input[2] else np.zeros(1, np.uint8)
-        if node.op_type == "DequantizeLinear" and values.get(data) is not None and values[data].dtype == np.int32:
+        data = node.input[0] if node.op_type == "DequantizeLinear" else ""
+        if data in values and values[data].dtype == np.int32:
+            scale = values[node.input[1]]
+            zero = values[node.input[2]] if len(node.input) > 2 and node.input[2] else np.zeros(1, np.int32)
             axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
             shape = [-1 if i == axis % values[data].ndim else 1 for i in range(values[data].ndim)]
             exact = (values[data].astype(np.float64) - zero.reshape(shape)) * scale.reshape(shape)
-            added[node.output[0]] = exact.astype(scale.dtype)  # the float bias the DequantizeLinear computed
-            continue
-        key = (node.input[1], node.input[2] if len(node.input) > 2 else "")
-        if key not in rescaled:
-            info = np.iinfo(zero.dtype)
-            low, high = (info.min - zero.astype(np.float64)) * scale, (info.max - zero.astype(np.float64)) * scale
-            wide = np.maximum(-low / 128, high / 127).astype(scale.dtype)
-            names = (f"{key[0]}_trt", f"{key[0]}_trt_zero_point")
-            added.update({names[0]: wide, names[1]: np.zeros(zero.shape, np.int8)})
-            rescaled[key] = names
-        node.input[1:] = list(rescaled[key])
-        kept.append(node)
+            folded[node.output[0]] = exact.astype(scale.dtype)  # the float bias the DequantizeLinear computed
+        else:
+            kept.append(node)
     del graph.node[:]
     graph.node.extend(kept)
-    graph.initializer.extend(numpy_helper.from_array(value, name) for name, value in added.items())
+    graph.initializer.extend(numpy_helper.from_array(value, name) for name, value in folded.items())
     used = {name for node in graph.node for name in node.input}
-    unused = [t for t in graph.initializer if t.name not in used]
-    for tensor in unused:
+    for tensor in [t for t in graph.initializer if t.name not in used]:
         graph.initializer.remove(tensor)
     with atomic_path(target) as tmp:
         onnx.save(model, str(tmp))
+        problem = qdq_problem(tmp)
+        if problem:
+            raise StageError(f"build: {source.name} cannot become a TensorRT engine: {problem}. TensorRT reads int8 "
+                             "activations with zero point 0 only; re-run distill-and-export with a TensorRT profile "
+                             "(-p jetson-orin-nano-8gb, ...) or quantize.activations = \"int8-symmetric\"")  # fmt: skip
         onnx.checker.check_model(str(tmp), full_check=True)
 
 

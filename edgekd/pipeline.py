@@ -92,14 +92,15 @@ def distill_and_export(
     stages["export"] = _timed(run_dir, "export", export_key, ["student.onnx"],
                               lambda: _export(recipe, task, student, run_dir))  # fmt: skip
 
-    quantize_key = stage_key({"quantize": recipe.quantize}, export_key)
+    profiles = _target_profiles(recipe, openvino_precision)
+    activations = static_activations(recipe, profiles)
+    quantize_key = stage_key({"quantize": recipe.quantize, "activations": activations}, export_key)
     quantized = [f"student.{variant}.onnx" for variant in recipe.quantize.variants]
     stages["quantize"] = _timed(run_dir, "quantize", quantize_key, quantized,
-                                lambda: _quantize(recipe, task, run_dir, calibration))  # fmt: skip
+                                lambda: _quantize(recipe, task, run_dir, calibration, activations))  # fmt: skip
 
     student_params = count_parameters(student)
     artifacts = _artifacts(recipe, stages["teacher"]["params"], student_params)
-    profiles = _target_profiles(recipe, openvino_precision)
     engines, skipped, stages["build"] = _build_stage(recipe, task, run_dir, profiles, quantize_key, student_params)
     reference, stages["bundle"] = _bundle_stage(recipe, task, run_dir, profiles, artifacts + engines, threads,
                                                 calibration, metric)  # fmt: skip
@@ -140,15 +141,26 @@ def _export(recipe: Recipe, task: TaskData, student: torch.nn.Module, run_dir: P
     return {"path": "student.onnx", "opset": recipe.export.opset, "parity": parity.to_dict()}
 
 
-def _quantize(recipe: Recipe, task: TaskData, run_dir: Path, calibration: np.ndarray) -> dict[str, Any]:
+def static_activations(recipe: Recipe, profiles: list[Profile]) -> str:
+    """The static INT8 activation form: the recipe's choice, or for "auto" int8-symmetric when a target builds
+    TensorRT engines (its parser takes only zero point 0) and uint8 (ONNX Runtime's CPU default) otherwise."""
+    if recipe.quantize.activations != "auto":
+        return recipe.quantize.activations
+    return "int8-symmetric" if any("tensorrt" in p.runtimes for p in profiles) else "uint8"
+
+
+def _quantize(recipe: Recipe, task: TaskData, run_dir: Path, calibration: np.ndarray,
+              activations: str) -> dict[str, Any]:  # fmt: skip
     source = run_dir / "student.onnx"
     summary: dict[str, Any] = {"variants": list(recipe.quantize.variants)}
     if "int8-dynamic" in recipe.quantize.variants:
         quantize_int8_dynamic(source, run_dir / "student.int8-dynamic.onnx")
     if "int8-static" in recipe.quantize.variants:
-        quantize_int8_static(source, run_dir / "student.int8-static.onnx", task.input_name, calibration)
+        quantize_int8_static(source, run_dir / "student.int8-static.onnx", task.input_name, calibration,
+                             symmetric_activations=activations == "int8-symmetric")  # fmt: skip
         summary["calibration_samples"] = int(len(calibration))
         summary["calibration_source"] = "train split, seeded draw"
+        summary["activations"] = activations
     return summary
 
 

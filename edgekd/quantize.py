@@ -46,9 +46,11 @@ def quantize_int8_dynamic(source: Path, target: Path) -> None:
             prepared.unlink(missing_ok=True)
 
 
-def quantize_int8_static(source: Path, target: Path, input_name: str, calibration: np.ndarray) -> None:
-    """QDQ format (what OpenVINO and TensorRT also read): int8 symmetric per-channel weights, uint8
-    activations with ranges from min/max over the calibration samples."""
+def quantize_int8_static(source: Path, target: Path, input_name: str, calibration: np.ndarray,
+                         symmetric_activations: bool = False) -> None:  # fmt: skip
+    """QDQ format (what OpenVINO and TensorRT also read): int8 symmetric per-channel weights; activations with
+    ranges from min/max over the calibration samples, as uint8 with a zero point (ONNX Runtime's CPU default) or,
+    with `symmetric_activations`, as int8 with zero point 0: the only form TensorRT's ONNX parser accepts."""
     logging.getLogger("root").setLevel(logging.WARNING)  # the calibrator logs per tensor at INFO
     with atomic_path(target) as tmp:
         prepared = _preprocess(source, tmp.parent)
@@ -59,9 +61,10 @@ def quantize_int8_static(source: Path, target: Path, input_name: str, calibratio
                 _ArrayReader(input_name, calibration),
                 quant_format=QuantFormat.QDQ,
                 per_channel=True,
-                activation_type=QuantType.QUInt8,
+                activation_type=QuantType.QInt8 if symmetric_activations else QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
+                extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True},
             )
         finally:
             prepared.unlink(missing_ok=True)

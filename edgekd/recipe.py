@@ -108,6 +108,9 @@ class ExportSection:
 class QuantizeSection:
     variants: tuple[str, ...] = ("int8-dynamic", "int8-static")
     calibration_samples: int = 256  # drawn from the training split
+    # Static INT8 activations: "uint8" (asymmetric, ONNX Runtime's CPU default), "int8-symmetric" (zero point 0,
+    # the only form TensorRT reads), or "auto": int8-symmetric when a target profile builds TensorRT engines.
+    activations: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,7 @@ QUANTIZE_VARIANTS = ("int8-dynamic", "int8-static")
 MEASURE_PRESETS = ("quick", "default", "thorough")  # keys of edgekd.measure.timing.TIMING_PRESETS
 MEASURE_ISOLATION = ("subprocess", "in-process")
 HF_OUTPUTS = ("logits", "embedding")
+STATIC_ACTIVATIONS = ("auto", "uint8", "int8-symmetric")
 
 
 def _check_recipe_values(recipe: Recipe) -> None:
@@ -184,6 +188,8 @@ def _check_recipe_values(recipe: Recipe) -> None:
         (recipe.measure.eval_batch_size >= 1, "measure.eval_batch_size", "must be >= 1"),
         (recipe.measure.threads >= 0, "measure.threads", "must be >= 0 (0 = one per core)"),
         (recipe.quantize.calibration_samples >= 1, "quantize.calibration_samples", "must be >= 1"),
+        (recipe.quantize.activations in STATIC_ACTIVATIONS, "quantize.activations",
+         f"must be one of {', '.join(STATIC_ACTIVATIONS)}"),
     ]
     checks += [
         (recipe.task.max_length >= 2, "task.max_length", "must be >= 2"),

@@ -200,3 +200,18 @@ def test_fp16_onnx_travels_for_targets_that_run_it(targets_run):
     full, half = run("student.onnx"), run("student.fp16.onnx")
     assert np.abs(full - half).max() < 0.05 * max(1.0, np.abs(full).max())
     assert (full.argmax(1) == half.argmax(1)).mean() >= 0.99
+
+
+def test_a_tensorrt_target_gets_static_int8_in_the_form_tensorrt_reads(targets_run, tmp_path):
+    """With a Jetson among the targets, static INT8 is quantized with int8 activations at zero point 0 (quantize.
+    activations = "auto"), so the bundle's QDQ model becomes a TensorRT input without re-scaling anything."""
+    from edgekd.build import to_tensorrt_qdq
+    from edgekd.runtimes.tensorrt_runtime import qdq_problem
+
+    report = load_report(targets_run)
+    assert report["stages"]["quantize"]["activations"] == "int8-symmetric"
+    shipped = targets_run / "bundle" / "student.int8-static.onnx"
+    to_tensorrt_qdq(shipped, tmp_path / "student.int8.onnx")
+    assert qdq_problem(tmp_path / "student.int8.onnx") is None
+    host = _rows(report, "host")
+    assert host["student-onnx-int8-static"]["drop_by_stage"]["quantization"] <= 2.0  # symmetric costs little here

@@ -213,12 +213,12 @@ def qdq_problem(onnx_path: Path) -> str | None:
     for node in graph.node:
         if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
             continue
-        zero = tensors.get(node.input[2]) if len(node.input) > 2 else None
-        if zero is None or zero.data_type != onnx.TensorProto.INT8 or onnx.numpy_helper.to_array(zero).any():
-            return f"{node.op_type} '{node.name}' is not int8 with zero point 0"
         source = tensors.get(node.input[0])
         if source is not None and source.data_type == onnx.TensorProto.INT32:
             return f"{node.op_type} '{node.name}' dequantizes an int32 tensor"
+        zero = tensors.get(node.input[2]) if len(node.input) > 2 else None
+        if zero is None or zero.data_type != onnx.TensorProto.INT8 or onnx.numpy_helper.to_array(zero).any():
+            return f"{node.op_type} '{node.name}' is not int8 with zero point 0"
     return None
 
 
