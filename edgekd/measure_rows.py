@@ -93,9 +93,11 @@ def measure_rows(
     skipped: dict[str, str] | None = None,
     reference: TeacherReference | None = None,
     metric: str = ACCURACY,
+    keep_outputs: dict[str, np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per artifact. Without `reference`, the teacher artifact (listed first) provides it. `metric`
-    is the task's (accuracy, or cosine to the teacher for embedding encoders, whose rows carry no accuracy)."""
+    is the task's (accuracy, or cosine to the teacher for embedding encoders, whose rows carry no accuracy).
+    `keep_outputs`, when given, receives each measured artifact's outputs on `inputs` by name."""
     skipped = skipped or {}
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgekd-measure-") as tmp:
@@ -113,6 +115,8 @@ def measure_rows(
                 rows.append({**row, "status": "failed", "reason": result["reason"], "flags": []})
                 continue
             outputs = np.load(workdir / f"{artifact.name}.outputs.npy")
+            if keep_outputs is not None:
+                keep_outputs[artifact.name] = outputs
             if reference is None and artifact.role == "teacher":
                 reference = TeacherReference.of(outputs, labels, metric)
             quality = _quality(outputs, labels, reference, metric)

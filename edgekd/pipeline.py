@@ -15,7 +15,7 @@ import torch
 
 from edgekd import build as engines_build
 from edgekd import measure as m
-from edgekd.artifacts import Artifact, load_runner
+from edgekd.artifacts import Artifact
 from edgekd.bundle import write_bundle
 from edgekd.distill import distributed, predict_logits
 from edgekd.distill.stage import distill_stage, teacher_stage
@@ -102,14 +102,16 @@ def distill_and_export(
     student_params = count_parameters(student)
     artifacts = _artifacts(recipe, stages["teacher"]["params"], student_params)
     engines, skipped, stages["build"] = _build_stage(recipe, task, run_dir, profiles, quantize_key, student_params)
-    reference, stages["bundle"] = _bundle_stage(recipe, task, run_dir, profiles, artifacts + engines, threads,
-                                                calibration, metric)  # fmt: skip
-    artifacts += _measured_here(engines, profiles)
 
     step("measure")
     settings = MeasureSettings.from_recipe(dataclasses.asdict(recipe.measure), threads)
-    rows = measure_rows(artifacts, run_dir, task.x_test, task.y_test, settings, task.num_classes, skipped,
-                        metric=metric)  # fmt: skip
+    outputs: dict[str, np.ndarray] = {}
+    rows = measure_rows(artifacts + _measured_here(engines, profiles), run_dir, task.x_test, task.y_test, settings,
+                        task.num_classes, skipped, metric=metric, keep_outputs=outputs)  # fmt: skip
+    # the teacher's outputs from its measured row (at the report's eval batch size) travel in the bundle
+    reference = TeacherReference.of(outputs["teacher"], task.y_test, metric)
+    stages["bundle"] = _bundle_stage(recipe, task, run_dir, profiles, artifacts + engines, calibration, reference,
+                                     metric)  # fmt: skip
     rows += _target_rows(profiles, _onnx_sources(recipe), run_dir, task, settings, reference, student_params, metric)
     _mark_parity_failure(rows, stages["export"]["parity"])
     stages["total_seconds"] = round(time.perf_counter() - started, 3)
@@ -260,17 +262,15 @@ def _build_stage(
 
 
 def _bundle_stage(
-    recipe: Recipe, task: TaskData, run_dir: Path, profiles: list[Profile], artifacts: list[Artifact], threads: int,
-    calibration: np.ndarray, metric: str,
-) -> tuple[TeacherReference, dict[str, Any]]:
+    recipe: Recipe, task: TaskData, run_dir: Path, profiles: list[Profile], artifacts: list[Artifact],
+    calibration: np.ndarray, reference: TeacherReference, metric: str,
+) -> dict[str, Any]:
     """Write export/<run>/bundle/: the student's ONNX and mobile artifacts, eval samples with the teacher's
-    outputs (computed here, at the eval batch size the report uses), calibration samples, the manifest."""
+    outputs (`reference`, from its measured row), calibration samples, the manifest."""
     step("bundle")
     t0 = time.perf_counter()
     teacher = next(a for a in artifacts if a.role == "teacher")
-    teacher_logits = m.predict(load_runner(teacher, run_dir, threads, task.num_classes), task.x_test,
-                               recipe.measure.eval_batch_size)  # fmt: skip
-    reference = TeacherReference.of(teacher_logits, task.y_test, metric)
+    teacher_logits = reference.logits
     shipped = [a for a in artifacts if a.format in ("onnx", "ort") and (run_dir / a.path).is_file()]
     files = {a.path: run_dir / a.path for a in shipped}
     if (run_dir / engines_build.MOBILE_CONFIG).is_file() and any(a.format == "ort" for a in shipped):
@@ -294,7 +294,7 @@ def _bundle_stage(
     summary = {"path": "bundle", "files": len(manifest["files"]),
                "bytes": sum(f["bytes"] for f in manifest["files"].values()),
                "seconds": round(time.perf_counter() - t0, 3)}  # fmt: skip
-    return reference, summary
+    return summary
 
 
 def _target_rows(
