@@ -17,7 +17,6 @@ refused, and archives are extracted member by member, refusing absolute paths, `
 
 from __future__ import annotations
 
-import json
 import shutil
 import tarfile
 from datetime import UTC, datetime
@@ -28,7 +27,7 @@ import numpy as np
 
 from edgekd import __version__
 from edgekd.errors import EdgekdError
-from edgekd.fileio import atomic_path, sha256_file, write_json_atomic
+from edgekd.fileio import atomic_path, read_json, sha256_file, write_json_atomic
 from edgekd.measure_rows import TeacherReference
 from edgekd.tasks.base import save_eval_split
 
@@ -129,12 +128,8 @@ def verify_bundle(bundle_dir: Path) -> dict[str, Any]:
     """Read the manifest and check every listed file's size and sha256; returns the manifest."""
     bundle_dir = Path(bundle_dir)
     manifest_path = bundle_dir / MANIFEST
-    if not manifest_path.is_file():
-        raise BundleError(f"'{bundle_dir}' is not a bundle: no {MANIFEST} (pass export/<run>/bundle or its .tar.gz)")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{manifest_path} is not valid JSON: {exc}") from None
+    manifest = read_json(manifest_path, f"'{bundle_dir}' is not a bundle: no {MANIFEST} (pass export/<run>/bundle "
+                         "or its .tar.gz)", BundleError)  # fmt: skip
     if not str(manifest.get("schema_version", "")).startswith("1."):
         raise BundleError(f"{manifest_path}: unsupported bundle schema '{manifest.get('schema_version')}'; "
                           "upgrade edgekd on this device")  # fmt: skip

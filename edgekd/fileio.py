@@ -39,6 +39,17 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+def read_json(path: Path, missing: str, error: type[Exception]) -> Any:
+    """Parse a JSON file; a missing file raises `error` with the message `missing`, bad JSON names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(missing)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"'{path}' is not valid JSON: {exc}") from None
+
+
 def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from edgekd import __version__
 from edgekd.errors import ReportError
-from edgekd.fileio import sha256_json, write_json_atomic, write_text_atomic
+from edgekd.fileio import read_json, sha256_json, write_json_atomic, write_text_atomic
 from edgekd.hostinfo import git_sha, host_facts
 from edgekd.measure.quality import ACCURACY, STAGES, metric_drop, metric_value, report_metric
 from edgekd.recipe import Recipe
@@ -89,12 +89,7 @@ def load_report(path: Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         path = path / "report.json"
-    if not path.is_file():
-        raise ReportError(f"report '{path}' does not exist; run `edgekd distill-and-export` first")
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ReportError(f"report '{path}' is not valid JSON: {exc}") from None
+    report = read_json(path, f"report '{path}' does not exist; run `edgekd distill-and-export` first", ReportError)
     validate_report(report, f"report '{path}'")
     return report
 
