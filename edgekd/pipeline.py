@@ -79,8 +79,8 @@ def distill_and_export(
     stages: dict[str, Any] = {}
     teacher, stages["teacher"] = _teacher_stage(recipe, task, run_dir)
     distill_key = stage_key(
-        {"task": recipe.task, "teacher": stages["teacher"]["sha256"], "student": recipe.student,
-         "distill": recipe.distill}  # fmt: skip
+        {"task": recipe.task, "data": task.fingerprint(), "teacher": stages["teacher"]["sha256"],
+         "student": recipe.student, "distill": recipe.distill}  # fmt: skip
     )
     stages["distill"] = _timed(run_dir, "distill", distill_key, ["student.safetensors"],
                                lambda: distill_stage(recipe, task, teacher, run_dir))  # fmt: skip

@@ -19,11 +19,15 @@ from edgekd.errors import RecipeError, did_you_mean
 
 @dataclass(frozen=True)
 class TaskSection:
-    name: str = "digits"  # "digits" (built in) or "text" (local files, for Hugging Face encoders)
+    # "digits" (built in), "text" (local files, for Hugging Face encoders), "npz" (your arrays in task.path), or
+    # "package.module:function" (your function, called with task.kwargs, returning the arrays)
+    name: str = "digits"
     seed: int = 0  # seeds the split, the weight init and the batch order
     val_fraction: float = 0.15
     test_fraction: float = 0.2
-    path: str = ""  # text task: a local .txt (one sample per line), .csv or .jsonl file
+    path: str = ""  # text task: a local .txt (one sample per line), .csv or .jsonl file; npz task: the .npz
+    input_name: str = "input"  # npz and function tasks: the exported model's input name
+    kwargs: dict[str, Any] = field(default_factory=dict)  # function task: keyword arguments for the function
     text_field: str = "text"  # text task: the column / key holding the text
     label_field: str = "label"  # text task: the column / key holding the class; missing or empty = unlabelled
     max_length: int = 64  # text task: tokens per sample (padded / truncated)

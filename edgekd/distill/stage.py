@@ -72,7 +72,7 @@ def _teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path, cache_root: Pa
         if section.checkpoint:
             source, summary["origin"] = Path(section.checkpoint), "user checkpoint"
         else:
-            key = sha256_json({"task": recipe.task, "teacher": section})[:16]
+            key = sha256_json({"task": recipe.task, "data": task.fingerprint(), "teacher": section})[:16]
             source = cache_root / "teachers" / f"{section.architecture}-{key}.safetensors"
             summary["origin"] = "cache"
             if not source.is_file():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,15 @@ class TaskData:
             "shape": ["batch", *self.sample_shape],
             "dtype": str(self.x_train.dtype),
         }
+
+    def fingerprint(self) -> str:
+        """sha256 of every split's inputs and labels: cached teachers and finished stages are keyed by the data
+        itself, so an edited data file is never served a model trained on the old one."""
+        digest = hashlib.sha256()
+        for array in (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test):
+            digest.update(f"{array.dtype}{array.shape}".encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
 
     def calibration_samples(self, count: int, seed: int) -> np.ndarray:
         """A seeded draw of real training inputs for static quantization."""
