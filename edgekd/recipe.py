@@ -42,7 +42,9 @@ class TeacherSection:
     factory: str = ""
     factory_kwargs: dict[str, Any] = field(default_factory=dict)
     hf_dir: str = ""
-    hf_output: str = "logits"  # Hugging Face: "logits" (classification head) or "embedding" (mean pooling)
+    # What the teacher emits: "logits" (class scores, judged by accuracy) or "embedding" (vectors, judged by cosine
+    # to the teacher's); for a Hugging Face directory, its classification head or mean pooling.
+    hf_output: str = "logits"
     checkpoint: str = ""  # safetensors or a torch state dict; empty = train (and cache) one (zoo / factory)
     # Loading a pickled checkpoint that needs more than tensors can run arbitrary code. Off unless you trust it.
     allow_pickle_code_execution: bool = False

@@ -24,6 +24,9 @@ MODULE = textwrap.dedent("""
 
     def mlp(hidden=32, num_classes=3):
         return nn.Sequential(nn.Linear(16, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+
+    def encoder(hidden=32, dim=8):
+        return nn.Sequential(nn.Linear(16, hidden), nn.Tanh(), nn.Linear(hidden, dim))
 """)
 
 
@@ -109,3 +112,33 @@ def test_a_function_that_returns_the_wrong_thing_is_a_clear_error(user_module):
         load_task(TaskSection(name="mydata:mlp"))
     with pytest.raises(RecipeError, match="task.name.*has no 'nothing'"):
         load_task(TaskSection(name="mydata:nothing"))
+
+
+def test_your_own_embedding_encoder_on_unlabelled_arrays(user_module, tmp_path, capsys):
+    """A trained factory encoder (no classes) teaches a smaller one on an .npz holding only `x`; the rows are
+    judged by cosine to the teacher's embeddings. Without a checkpoint there is nothing to distil: a clear error."""
+    import torch
+    from mydata import encoder
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    save_file(encoder(hidden=64).state_dict(), str(tmp_path / "encoder.safetensors"))
+    np.savez(tmp_path / "x.npz", x=_arrays(200)[0])
+    args = ["distill-and-export", "--output-dir", str(tmp_path / "export"), "--run-name", "enc"]
+    overrides = ['task.name="npz"', f'task.path="{tmp_path / "x.npz"}"', 'teacher.hf_output="embedding"',
+                 'teacher.factory="mydata:encoder"', "teacher.factory_kwargs={hidden=64}",
+                 'student.factory="mydata:encoder"', "student.factory_kwargs={hidden=8}", "distill.epochs=5",
+                 'distill.losses=[{name="embedding-cosine"}]', "measure.preset=quick", "build.openvino=false",
+                 "quantize.calibration_samples=32"]  # fmt: skip
+    set_args = [a for o in overrides for a in ("--set", o)]
+    code, _, err = run_cli([*args, *set_args], capsys)
+    assert code == 2 and "must come trained" in err and "teacher.checkpoint" in err
+    code, _, err = run_cli([*args, *set_args, "--set", f'teacher.checkpoint="{tmp_path / "encoder.safetensors"}"'],
+                           capsys)  # fmt: skip
+    assert code == 0, err
+    report = load_report(tmp_path / "export" / "enc")
+    assert report["task"]["metric"] == "teacher_cosine" and report["task"]["split"]["num_classes"] == 0
+    rows = {row["artifact"]: row for row in report["rows"]}
+    for name in ("student", "student-onnx-fp32", "student-onnx-int8-static"):
+        assert rows[name]["status"] == "ok" and rows[name]["accuracy"] is None
+        assert 0.0 < rows[name]["fidelity"]["mean_cosine"] <= 1.0

@@ -54,11 +54,11 @@ def _teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path, cache_root: Pa
     t0 = time.perf_counter()
     section = recipe.teacher
     summary: dict[str, Any] = {}
+    if section.hf_output == "embedding":
+        _check_embedding_teacher(recipe)
     if section.hf_dir:
         from edgekd.models.hf import load_hf_encoder
 
-        if section.hf_output == "embedding":
-            _check_embedding_losses(recipe.distill.losses)
         tokenizer = _tokenizer(recipe)
         spec = teacher_spec(section, task.num_classes, tokenizer.pad_token_id or 0)
         teacher = load_hf_encoder(section.hf_dir, section.hf_output, task.num_classes, spec.pad_token_id)
@@ -91,11 +91,17 @@ def _teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path, cache_root: Pa
     return teacher, summary
 
 
-def _check_embedding_losses(losses: tuple[LossSection, ...]) -> None:
-    for i, loss in enumerate(losses):
+def _check_embedding_teacher(recipe: Recipe) -> None:
+    """An embedding teacher comes trained (there are no classes to train it on) and is distilled with
+    embedding losses."""
+    section = recipe.teacher
+    if not section.hf_dir and not (section.factory and section.checkpoint):
+        raise RecipeError("recipe key 'teacher.hf_output': an embedding teacher must come trained: a Hugging Face "
+                          "directory (teacher.hf_dir), or your model (teacher.factory) with its teacher.checkpoint")
+    for i, loss in enumerate(recipe.distill.losses):
         if loss.name in CLASS_LOSSES:
             raise RecipeError(f"recipe key 'distill.losses[{i}].name': '{loss.name}' treats outputs as class logits, "
-                              "but teacher.hf_output = \"embedding\" emits sentence embeddings; use "
+                              "but teacher.hf_output = \"embedding\" emits embeddings; use "
                               "\"embedding-cosine\" or \"embedding-mse\" (plus hidden-state-mse / attention-kl)")
 
 
@@ -141,7 +147,7 @@ def distill_stage(recipe: Recipe, task: TaskData, teacher: nn.Module, run_dir: P
         "log": "train.jsonl",
     }  # fmt: skip
     teacher_outputs = predict_logits(teacher, task.x_test)
-    embedding = recipe.teacher.hf_output == "embedding" and bool(recipe.teacher.hf_dir)
+    embedding = recipe.teacher.hf_output == "embedding"
     common = dict(temperature=d.temperature, alpha=d.alpha, run_dir=run_dir,
                   validate_by="teacher-cosine" if embedding else "auto")  # fmt: skip
     assistants = []

@@ -22,7 +22,7 @@ def load_task(section: TaskSection, tokenizer_dir: str = "", labelled_eval: bool
     """Load the recipe's task; `tokenizer_dir` is the text task's fallback tokenizer (the teacher's).
     `labelled_eval` False: the eval splits need no labels (an embedding encoder is judged against its teacher)."""
     if ":" in section.name:  # package.module:function
-        return load_user_task(section)
+        return load_user_task(section, labelled_eval)
     try:
         loader = TASKS[section.name]
     except KeyError:
@@ -31,7 +31,9 @@ def load_task(section: TaskSection, tokenizer_dir: str = "", labelled_eval: bool
             f"recipe key 'task.name': unknown task '{section.name}'{hint}; choose from {', '.join(TASKS)}, or name "
             "your own function as package.module:function"
         ) from None
-    return loader(section, tokenizer_dir, labelled_eval) if section.name == "text" else loader(section)
+    if section.name == "text":
+        return loader(section, tokenizer_dir, labelled_eval)
+    return loader(section, labelled_eval) if section.name == "npz" else loader(section)
 
 
 __all__ = ["TaskData", "load_task", "TASKS"]

@@ -2,9 +2,11 @@
 (`task.name = "package.module:function"`, called with `task.kwargs`) that returns the same arrays.
 
 Either the six split arrays `x_train, y_train, x_val, y_val, x_test, y_test`, or just `x, y`, which are then
-split with the recipe's seed and fractions (stratified). Inputs are float (cast to float32) or integer token
-ids; labels are integer class indices, -1 marking an unlabelled training sample (transfer data). The `.npz` is
-read with `allow_pickle=False`: arrays only, never objects that run code when loaded.
+split with the recipe's seed and fractions (stratified). For an embedding teacher (judged by cosine to its
+outputs, not by labels) the labels may be left out: `x` alone, or the three `x_` splits. Inputs are float
+(cast to float32) or integer token ids; labels are integer class indices, -1 marking an unlabelled training
+sample (transfer data). The `.npz` is read with `allow_pickle=False`: arrays only, never objects that run
+code when loaded.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ SPLIT_KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 UNLABELLED = -1
 
 
-def load_npz_task(section: TaskSection) -> TaskData:
+def load_npz_task(section: TaskSection, labelled_eval: bool = True) -> TaskData:
     path = Path(section.path)
     if not path.is_file():
         raise RecipeError(f"recipe key 'task.path': npz file '{path}' does not exist")
@@ -33,10 +35,10 @@ def load_npz_task(section: TaskSection) -> TaskData:
             arrays = {key: data[key] for key in data.files}
     except ValueError as exc:  # object arrays need pickle: refused
         raise RecipeError(f"'{path}': {exc}; save plain numeric arrays (np.savez with numbers, not objects)") from None
-    return task_from_arrays(arrays, section, f"'{path}'")
+    return task_from_arrays(arrays, section, f"'{path}'", labelled_eval)
 
 
-def load_user_task(section: TaskSection) -> TaskData:
+def load_user_task(section: TaskSection, labelled_eval: bool = True) -> TaskData:
     from edgekd.models.user import import_factory
 
     function = import_factory(section.name, "task.name")
@@ -48,16 +50,21 @@ def load_user_task(section: TaskSection) -> TaskData:
     if not isinstance(arrays, Mapping):
         raise RecipeError(f"recipe key 'task.name': {section.name} returned {type(arrays).__name__}; return a dict "
                           f"with {', '.join(SPLIT_KEYS)} (or x and y)")  # fmt: skip
-    return task_from_arrays(dict(arrays), section, section.name)
+    return task_from_arrays(dict(arrays), section, section.name, labelled_eval)
 
 
-def task_from_arrays(arrays: dict[str, Any], section: TaskSection, source: str) -> TaskData:
-    """Check the arrays (each problem named by its key) and make the task, splitting x, y if need be."""
+def task_from_arrays(arrays: dict[str, Any], section: TaskSection, source: str,
+                     labelled_eval: bool = True) -> TaskData:  # fmt: skip
+    """Check the arrays (each problem named by its key) and make the task, splitting x, y if need be.
+    Without `labelled_eval` missing labels are allowed (all -1) and the split is over every sample."""
+    if not labelled_eval:
+        arrays = _unlabelled_where_missing(arrays)
     if all(key in arrays for key in SPLIT_KEYS):
         split = {key: np.asarray(arrays[key]) for key in SPLIT_KEYS}
         method = "given"
     elif "x" in arrays and "y" in arrays:
-        split = _split(_inputs(arrays["x"], source, "x"), _labels(arrays["y"], source, "y"), section, source)
+        split = _split(_inputs(arrays["x"], source, "x"), _labels(arrays["y"], source, "y"), section, source,
+                       labelled_eval)  # fmt: skip
         method = "stratified"
     else:
         raise RecipeError(f"{source}: expected arrays {', '.join(SPLIT_KEYS)} or x and y; found "
@@ -66,7 +73,7 @@ def task_from_arrays(arrays: dict[str, Any], section: TaskSection, source: str) 
         x, y = _inputs(split[f"x_{part}"], source, f"x_{part}"), _labels(split[f"y_{part}"], source, f"y_{part}")
         if len(x) != len(y):
             raise RecipeError(f"{source}: x_{part} has {len(x)} samples but y_{part} has {len(y)}")
-        if part != "train" and (y == UNLABELLED).any():
+        if labelled_eval and part != "train" and (y == UNLABELLED).any():
             raise RecipeError(f"{source}: y_{part} has unlabelled samples (-1); only training samples may lack a label")
         if len(x) == 0:
             raise RecipeError(f"{source}: x_{part} is empty")
@@ -74,7 +81,7 @@ def task_from_arrays(arrays: dict[str, Any], section: TaskSection, source: str) 
     shapes = {split[f"x_{part}"].shape[1:] for part in ("train", "val", "test")}
     if len(shapes) > 1:
         raise RecipeError(f"{source}: the splits' sample shapes differ ({', '.join(map(str, shapes))})")
-    num_classes = int(max(split[f"y_{part}"].max() for part in ("train", "val", "test"))) + 1
+    num_classes = max(int(max(split[f"y_{part}"].max() for part in ("train", "val", "test"))) + 1, 0)
     return TaskData(
         name=section.name,
         **split,
@@ -106,19 +113,34 @@ def _labels(y: Any, source: str, key: str) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def _split(x: np.ndarray, y: np.ndarray, section: TaskSection, source: str) -> dict[str, np.ndarray]:
-    """Val and test from the labelled samples (stratified, seeded); unlabelled ones all go to training."""
+def _unlabelled_where_missing(arrays: dict[str, Any]) -> dict[str, Any]:
+    """Labels of -1 for every x (or x_ split) that came without them."""
+    filled = dict(arrays)
+    for x_key in ("x", "x_train", "x_val", "x_test"):
+        y_key = x_key.replace("x", "y", 1)
+        if x_key in filled and y_key not in filled:
+            filled[y_key] = np.full(len(filled[x_key]), UNLABELLED, np.int64)
+    return filled
+
+
+def _split(x: np.ndarray, y: np.ndarray, section: TaskSection, source: str,
+           labelled_eval: bool = True) -> dict[str, np.ndarray]:  # fmt: skip
+    """Val and test from the labelled samples (stratified, seeded; from all samples without `labelled_eval`);
+    unlabelled ones all go to training."""
     if len(x) != len(y):
         raise RecipeError(f"{source}: x has {len(x)} samples but y has {len(y)}")
-    labelled = np.flatnonzero(y != UNLABELLED)
+    labelled = np.flatnonzero(y != UNLABELLED) if labelled_eval else np.arange(len(y))
+    what = "labelled samples" if labelled_eval else "samples"
     if len(labelled) < 10:
-        raise RecipeError(f"{source}: {len(labelled)} labelled samples; val and test need at least 10")
-    strata = y[labelled] if np.bincount(y[labelled]).min() >= 3 else None  # rare classes: a plain split
+        raise RecipeError(f"{source}: {len(labelled)} {what}; val and test need at least 10")
+    counts = np.bincount(y[labelled] + 1)  # + 1: the unlabelled (-1) count as a stratum of their own
+    strata = y[labelled] if counts[counts > 0].min() >= 3 else None  # rare classes: a plain split
     rest, test = train_test_split(labelled, test_size=section.test_fraction, random_state=section.seed,
                                   stratify=strata)  # fmt: skip
     rest_strata = y[rest] if strata is not None else None
     train, val = train_test_split(rest, test_size=section.val_fraction / (1.0 - section.test_fraction),
                                   random_state=section.seed, stratify=rest_strata)  # fmt: skip
-    train = np.concatenate([train, np.flatnonzero(y == UNLABELLED)])
+    if labelled_eval:
+        train = np.concatenate([train, np.flatnonzero(y == UNLABELLED)])
     return {"x_train": x[train], "y_train": y[train], "x_val": x[val], "y_val": y[val], "x_test": x[test],
             "y_test": y[test]}  # fmt: skip
