@@ -27,6 +27,8 @@ UNLABELLED = -1
 
 
 def load_npz_task(section: TaskSection, labelled_eval: bool = True) -> TaskData:
+    if not section.path:
+        raise RecipeError("recipe key 'task.path' is empty: the npz task reads your arrays from an .npz file; set it")
     path = Path(section.path)
     if not path.is_file():
         raise RecipeError(f"recipe key 'task.path': npz file '{path}' does not exist")

@@ -67,6 +67,8 @@ def load_tokenizer(directory: str | Path):
 def load_text_task(section: TaskSection, tokenizer_dir: str = "", labelled_eval: bool = True) -> TaskData:
     """Tokenize the file and split it. With `labelled_eval` (classifiers) val and test come from the labelled
     samples only; without it (embedding encoders) from all of them."""
+    if not section.path:
+        raise RecipeError("recipe key 'task.path' is empty: the text task reads a .txt, .csv or .jsonl file; set it")
     samples = read_text_samples(Path(section.path), section.text_field, section.label_field)
     tokenizer = load_tokenizer(section.tokenizer or tokenizer_dir)
     texts = [text for text, _ in samples]
