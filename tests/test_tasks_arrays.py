@@ -25,6 +25,9 @@ MODULE = textwrap.dedent("""
     def mlp(hidden=32, num_classes=3):
         return nn.Sequential(nn.Linear(16, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
 
+    def broken():
+        raise ValueError("disk on fire")
+
     def encoder(hidden=32, dim=8):
         return nn.Sequential(nn.Linear(16, hidden), nn.Tanh(), nn.Linear(hidden, dim))
 """)
@@ -142,3 +145,17 @@ def test_your_own_embedding_encoder_on_unlabelled_arrays(user_module, tmp_path, 
     for name in ("student", "student-onnx-fp32", "student-onnx-int8-static"):
         assert rows[name]["status"] == "ok" and rows[name]["accuracy"] is None
         assert 0.0 < rows[name]["fidelity"]["mean_cosine"] <= 1.0
+
+
+def test_a_model_that_does_not_fit_the_data_is_named_before_training(tmp_path, capsys):
+    np.savez(tmp_path / "v.npz", x=_arrays()[0], y=_arrays()[1])
+    code, _, err = run_cli(["distill-and-export", "--output-dir", str(tmp_path / "e"), "--set", 'task.name="npz"',
+                            "--set", f'task.path="{tmp_path / "v.npz"}"'], capsys)  # the digits CNN takes 8x8 images
+    assert code == 2 and "teacher.architecture" in err and "[2, 16]" in err and "Traceback" not in err
+
+
+def test_an_unexpected_error_is_one_line_with_the_way_to_the_traceback(user_module, tmp_path, capsys):
+    code, _, err = run_cli(["distill-and-export", "--output-dir", str(tmp_path / "e"), "--set",
+                            'task.name="mydata:broken"'], capsys)  # fmt: skip
+    assert code == 1 and "unexpected ValueError: disk on fire" in err and "--debug" in err
+    assert "Traceback" not in err

@@ -39,7 +39,8 @@ app.command("doctor")(doctor_cmd.doctor)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app; an EdgekdError becomes one line on stderr and its exit code."""
+    """Entry point: run the app; an EdgekdError becomes one line on stderr and its exit code, anything else a
+    line naming the exception (exit 1); --debug shows the traceback of either."""
     try:
         code = app(args=argv, standalone_mode=False)  # returns typer.Exit's code in this mode
         if isinstance(code, int) and code:
@@ -62,4 +63,10 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(exc.exit_code)
         if isinstance(exc, click.exceptions.Abort):
             sys.exit(130)
-        raise
+        if _state["debug"]:
+            raise
+        # not an error edgekd anticipated: still one line, with where to look next
+        Console(stderr=True, soft_wrap=True).print(
+            f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc}\nRun again with --debug for the traceback; "
+            "if the cause is not your model or data, please report it.", highlight=False)
+        sys.exit(1)

@@ -62,13 +62,16 @@ def _teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path, cache_root: Pa
         tokenizer = _tokenizer(recipe)
         spec = teacher_spec(section, task.num_classes, tokenizer.pad_token_id or 0)
         teacher = load_hf_encoder(section.hf_dir, section.hf_output, task.num_classes, spec.pad_token_id)
+        probe_model(teacher, task, "teacher.hf_dir", section.hf_output == "embedding")
         summary["origin"] = "hugging face directory"
         if is_main():
             save_model(teacher, spec, run_dir, "teacher", tokenizer)
     else:
         spec = teacher_spec(section, task.num_classes)
         torch.manual_seed(recipe.task.seed)  # the teacher's init is part of the seeded run
-        teacher = spec.build(key="teacher.factory" if section.factory else "teacher.architecture")
+        key = "teacher.factory" if section.factory else "teacher.architecture"
+        teacher = spec.build(key=key)
+        probe_model(teacher, task, key, section.hf_output == "embedding")
         if section.checkpoint:
             source, summary["origin"] = Path(section.checkpoint), "user checkpoint"
         else:
@@ -89,6 +92,28 @@ def _teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path, cache_root: Pa
     summary.update(checkpoint=TEACHER_FILE, sha256=sha256_file(run_dir / TEACHER_FILE),
                    params=count_parameters(teacher), seconds=round(time.perf_counter() - t0, 3))  # fmt: skip
     return teacher, summary
+
+
+@torch.no_grad()
+def probe_model(model: nn.Module, task: TaskData, key: str, embedding: bool) -> None:
+    """Run the model on two of the task's samples before any training, so a model that does not fit the data
+    is one clear line naming it, not a traceback from inside its forward pass minutes later."""
+    sample = torch.from_numpy(task.x_train[:2])
+    try:
+        out = model.eval()(sample)
+    except Exception as exc:  # whatever the model's forward raises: shapes, dtypes, its own checks
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise RecipeError(f"recipe key '{key}': the model fails on this task's inputs (a batch shaped "
+                          f"{list(sample.shape)}, {sample.dtype}): {type(exc).__name__}: {first}. Use a model that "
+                          "takes them, e.g. your own: teacher.factory / student.factory = \"package.module:function\""
+                          ) from exc  # fmt: skip
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise RecipeError(f"recipe key '{key}': the model returns {shape}; it must return one [batch, features] "
+                          "tensor (class logits, or embeddings with teacher.hf_output = \"embedding\")")  # fmt: skip
+    if not embedding and out.shape[1] != task.num_classes:
+        raise RecipeError(f"recipe key '{key}': the model returns {out.shape[1]} logits per sample but the task has "
+                          f"{task.num_classes} classes; build it with {task.num_classes} outputs (e.g. factory_kwargs)")
 
 
 def _check_embedding_teacher(recipe: Recipe) -> None:
@@ -167,6 +192,7 @@ def distill_stage(recipe: Recipe, task: TaskData, teacher: nn.Module, run_dir: P
     if assistants:
         summary["assistants"] = assistants
     student, spec, origin = build_student(recipe, task, teacher)
+    probe_model(student, task, "student.factory" if recipe.student.factory else "student.architecture", embedding)
     initial_state = {k: v.clone() for k, v in student.state_dict().items()}
     label = "student (KD)"
     result = fit(student, task.x_train, task.y_train, task.x_val, task.y_val, config, d.losses, label=label,
