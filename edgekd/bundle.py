@@ -6,13 +6,14 @@ bundle/
   recipe.toml
   student*.onnx          the ONNX variants (fp32, int8 dynamic, int8 static QDQ)
   mobile/                ORT-format models + required_operators.config, when a mobile profile was selected
-  data/eval.npz          eval inputs (under the input name), labels, and the teacher's logits on them
+  data/eval.npz          eval inputs (under the input name), labels, the teacher's and the fp32 student's outputs
   data/calibration.npz   calibration inputs, for builders that calibrate on the device
 ```
 
 The teacher's logits travel with the eval samples so accuracy drop and agreement are computed on the device
-exactly as on the host. A bundle is verified before use: a file whose bytes differ from the manifest is
-refused, and archives are extracted member by member, refusing absolute paths, `..`, links and devices.
+exactly as on the host; the fp32 PyTorch student's outputs travel too, for each engine's parity with it.
+A bundle is verified before use: a file whose bytes differ from the manifest is refused, and archives are
+extracted member by member, refusing absolute paths, `..`, links and devices.
 """
 
 from __future__ import annotations
@@ -36,21 +37,27 @@ MANIFEST_SCHEMA_VERSION = "1.0"
 EVAL_SAMPLES = "data/eval.npz"
 CALIBRATION_SAMPLES = "data/calibration.npz"
 TEACHER_LOGITS = "teacher_logits"
+STUDENT_OUTPUTS = "student_outputs"  # the fp32 PyTorch student's: the parity reference on the device
 
 
 class BundleError(EdgekdError):
     """A bundle is missing, altered, or unsafe to extract."""
 
 
-def write_eval_samples(path: Path, inputs: np.ndarray, labels: np.ndarray, teacher_logits: np.ndarray,
+def write_eval_samples(path: Path, inputs: np.ndarray, labels: np.ndarray, reference: TeacherReference,
                        input_name: str) -> None:  # fmt: skip
+    """Inputs, labels, the teacher's outputs and (where measured) the fp32 PyTorch student's."""
+    arrays = {input_name: inputs, "labels": labels, TEACHER_LOGITS: reference.logits}
+    if reference.student_outputs is not None:
+        arrays[STUDENT_OUTPUTS] = reference.student_outputs
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, **{input_name: inputs, "labels": labels, TEACHER_LOGITS: teacher_logits})
+            np.savez(fh, **arrays)
 
 
-def write_bundle(bundle_dir: Path, files: dict[str, Path], eval_samples: tuple[np.ndarray, np.ndarray, np.ndarray],
-                 calibration: np.ndarray, manifest: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+def write_bundle(bundle_dir: Path, files: dict[str, Path],
+                 eval_samples: tuple[np.ndarray, np.ndarray, TeacherReference], calibration: np.ndarray,
+                 manifest: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
     """Write a fresh bundle: copy `files` (bundle path -> source), the samples, then the manifest last.
     Built in a sibling directory and renamed into place, so a crash never leaves a half bundle."""
     bundle_dir = Path(bundle_dir)
@@ -150,5 +157,6 @@ def load_eval_samples(bundle_dir: Path, manifest: dict[str, Any]) -> tuple[np.nd
     None for an embedding teacher)."""
     with np.load(bundle_dir / manifest["eval_samples"], allow_pickle=False) as data:
         inputs, labels, logits = data[manifest["input"]["name"]], data["labels"], data[TEACHER_LOGITS]
+        student = data[STUDENT_OUTPUTS] if STUDENT_OUTPUTS in data.files else None  # bundles before 0.1 lack it
     accuracy = manifest["teacher"]["accuracy"]
-    return inputs, labels, TeacherReference(logits, None if accuracy is None else float(accuracy))
+    return inputs, labels, TeacherReference(logits, None if accuracy is None else float(accuracy), student)

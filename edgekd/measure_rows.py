@@ -23,6 +23,7 @@ from edgekd.measure.quality import ACCURACY, TEACHER_COSINE
 from edgekd.measure.worker import MeasureJob, run_in_subprocess, run_job
 
 ISOLATION_MODES = ("subprocess", "in-process")
+STUDENT = "student"  # the fp32 PyTorch student's artifact: every other student row's parity reference
 
 
 @dataclass(frozen=True)
@@ -73,14 +74,17 @@ class MeasureSettings:
 @dataclass(frozen=True)
 class TeacherReference:
     """The teacher's outputs on the eval split: what drop and agreement are computed against. `accuracy` is
-    None for an embedding teacher, whose rows are judged by cosine to these outputs instead."""
+    None for an embedding teacher, whose rows are judged by cosine to these outputs instead. `student_outputs`
+    (the fp32 PyTorch student's, where known) is what each artifact's parity is measured against."""
 
     logits: np.ndarray
     accuracy: float | None
+    student_outputs: np.ndarray | None = None
 
     @classmethod
-    def of(cls, outputs: np.ndarray, labels: np.ndarray, metric: str) -> TeacherReference:
-        return cls(outputs, m.accuracy(outputs, labels) if metric == ACCURACY else None)
+    def of(cls, outputs: np.ndarray, labels: np.ndarray, metric: str,
+           student_outputs: np.ndarray | None = None) -> TeacherReference:  # fmt: skip
+        return cls(outputs, m.accuracy(outputs, labels) if metric == ACCURACY else None, student_outputs)
 
 
 def measure_rows(
@@ -99,6 +103,7 @@ def measure_rows(
     is the task's (accuracy, or cosine to the teacher for embedding encoders, whose rows carry no accuracy).
     `keep_outputs`, when given, receives each measured artifact's outputs on `inputs` by name."""
     skipped = skipped or {}
+    student_outputs = reference.student_outputs if reference else None
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgekd-measure-") as tmp:
         workdir = Path(tmp)
@@ -119,7 +124,11 @@ def measure_rows(
                 keep_outputs[artifact.name] = outputs
             if reference is None and artifact.role == "teacher":
                 reference = TeacherReference.of(outputs, labels, metric)
+            if student_outputs is None and artifact.name == STUDENT and artifact.format == "pytorch":
+                student_outputs = outputs
             quality = _quality(outputs, labels, reference, metric)
+            if student_outputs is not None and artifact.role == "student" and artifact.name != STUDENT:
+                quality["student_parity"] = student_parity(outputs, student_outputs, metric)
             rows.append({**row, **_row_figures(artifact, run_dir, result, quality)})
     if reference is None:
         teacher_row = next((r for r in rows if r.get("role") == "teacher"), None)
@@ -128,6 +137,16 @@ def measure_rows(
     _add_stage_drops(rows, reference, metric)
     _add_comparison_flags(rows)
     return rows
+
+
+def student_parity(outputs: np.ndarray, student_outputs: np.ndarray, metric: str) -> dict[str, float]:
+    """How far an artifact's outputs are from the fp32 PyTorch student's on the same samples: what export,
+    quantization and the engine changed, apart from the distillation gap."""
+    parity = {"max_abs_diff": float(np.max(np.abs(outputs.astype(np.float64) - student_outputs))),
+              "mean_cosine": m.mean_cosine(outputs, student_outputs)}  # fmt: skip
+    if metric == ACCURACY:
+        parity["top1_agreement"] = m.top1_agreement(outputs, student_outputs)
+    return parity
 
 
 def _quality(outputs: np.ndarray, labels: np.ndarray, reference: TeacherReference | None,

@@ -109,7 +109,7 @@ def distill_and_export(
     rows = measure_rows(artifacts + _measured_here(engines, profiles), run_dir, task.x_test, task.y_test, settings,
                         task.num_classes, skipped, metric=metric, keep_outputs=outputs)  # fmt: skip
     # the teacher's outputs from its measured row (at the report's eval batch size) travel in the bundle
-    reference = TeacherReference.of(outputs["teacher"], task.y_test, metric)
+    reference = TeacherReference.of(outputs["teacher"], task.y_test, metric, outputs.get("student"))
     stages["bundle"] = _bundle_stage(recipe, task, run_dir, profiles, artifacts + engines, calibration, reference,
                                      metric)  # fmt: skip
     rows += _target_rows(profiles, _onnx_sources(recipe), run_dir, task, settings, reference, student_params, metric)
@@ -270,13 +270,12 @@ def _bundle_stage(
     step("bundle")
     t0 = time.perf_counter()
     teacher = next(a for a in artifacts if a.role == "teacher")
-    teacher_logits = reference.logits
     shipped = [a for a in artifacts if a.format in ("onnx", "ort") and (run_dir / a.path).is_file()]
     files = {a.path: run_dir / a.path for a in shipped}
     if (run_dir / engines_build.MOBILE_CONFIG).is_file() and any(a.format == "ort" for a in shipped):
         files[engines_build.MOBILE_CONFIG] = run_dir / engines_build.MOBILE_CONFIG
     files["recipe.toml"] = run_dir / "recipe.toml"
-    manifest = write_bundle(run_dir / "bundle", files, (task.x_test, task.y_test, teacher_logits), calibration, {
+    manifest = write_bundle(run_dir / "bundle", files, (task.x_test, task.y_test, reference), calibration, {
         "run": recipe.name,
         "recipe_hash": sha256_json(recipe.to_dict()),
         "recipe": recipe.to_dict(),

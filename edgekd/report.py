@@ -249,6 +249,21 @@ def _summary_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+PARITY_COLUMNS = ("artifact", "target", "max |Δ| vs student", "top-1 agree", "cosine")
+
+
+def parity_lines(report: dict[str, Any]) -> list[list[str]]:
+    """artifact, target, max |difference|, top-1 agreement, cosine: each row against the fp32 PyTorch student."""
+    lines = []
+    for row in measured_rows(report):
+        parity = row.get("student_parity") if row["status"] == "ok" else None
+        if parity:
+            agree = parity.get("top1_agreement")
+            lines.append([row["artifact"], row.get("target", "-"), f"{parity['max_abs_diff']:.3g}",
+                          "-" if agree is None else f"{agree * 100:.1f}%", f"{parity['mean_cosine']:.6f}"])  # fmt: skip
+    return lines
+
+
 def throughput_lines(report: dict[str, Any]) -> list[list[str]]:
     """artifact, target, mode, batch, samples/s, streams: every throughput figure of the measured rows."""
     lines = []
@@ -300,6 +315,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [f"## {what} by stage (points; the stages add up to the total)", ""]
         header = ["artifact", "target", *STAGE_LABELS.values(), "total"]
         lines += _md_table(header, [[a, t, *cells, total] for a, t, cells, total in stage_lines])
+    parity = parity_lines(report)
+    if parity:
+        lines += ["## Parity with the fp32 PyTorch student (same samples)", ""]
+        lines += _md_table(PARITY_COLUMNS, parity)
     through = throughput_lines(report)
     if through:
         lines += ["## Throughput", ""]

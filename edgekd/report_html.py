@@ -14,6 +14,7 @@ from typing import Any
 from edgekd.measure.quality import ACCURACY, METRIC_LABELS, metric_value, report_metric
 from edgekd.report import (
     ESTIMATE_COLUMNS,
+    PARITY_COLUMNS,
     STAGE_LABELS,
     _cells,
     _columns,
@@ -24,6 +25,7 @@ from edgekd.report import (
     flag_lines,
     human_bytes,
     measured_rows,
+    parity_lines,
     stage_drop_lines,
     throughput_lines,
 )
@@ -286,6 +288,11 @@ def render_html(report: dict[str, Any]) -> str:
             "the latency. Yellow rows carry a flag, red rows were not measured.</p>",
             _table(_columns(metric), [_cells(r, metric) for r in measured], classes, left=6),
             _stage_section(report)]  # fmt: skip
+    parity = parity_lines(report)
+    if parity:
+        body += ["<h2>Parity with the fp32 PyTorch student</h2>", '<p class="note">Each artifact\'s outputs against '
+                 "the student's on the same samples: what export, quantization and the engine changed, apart from "
+                 "the distillation gap.</p>", _table(PARITY_COLUMNS, parity, left=2)]  # fmt: skip
     through = throughput_lines(report)
     if through:
         body += ["<h2>Throughput</h2>", '<p class="note">sync: one request at a time; openvino-throughput: '

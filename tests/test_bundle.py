@@ -16,7 +16,7 @@ from edgekd.report import load_report, report_schema
 from tests.conftest import reduced_run, run_cli
 
 TARGETS = ["host", "android-arm64", "jetson-orin-nano-8gb"]
-COMPARED = ("accuracy", "accuracy_drop", "teacher_agreement")
+COMPARED = ("accuracy", "accuracy_drop", "teacher_agreement", "student_parity")
 
 
 @pytest.fixture(scope="module")

@@ -86,3 +86,14 @@ def test_int8_static_within_two_points_of_fp32_student(quick_run):
     rows = {row["artifact"]: row for row in load_report(quick_run)["rows"]}
     gap_points = abs(rows["student-onnx-fp32"]["accuracy"] - rows["student-onnx-int8-static"]["accuracy"]) * 100
     assert gap_points <= 2.0
+
+
+def test_every_artifact_reports_its_parity_with_the_fp32_student(quick_run):
+    """The exported fp32 file follows the PyTorch student to float precision; INT8 files move further."""
+    rows = {row["artifact"]: row for row in load_report(quick_run)["rows"]}
+    assert "student_parity" not in rows["teacher"] and "student_parity" not in rows["student"]
+    fp32 = rows["student-onnx-fp32"]["student_parity"]
+    assert fp32["max_abs_diff"] <= 1e-4 and fp32["top1_agreement"] == 1.0 and fp32["mean_cosine"] > 0.999999
+    int8 = rows["student-onnx-int8-static"]["student_parity"]
+    assert int8["max_abs_diff"] > fp32["max_abs_diff"] and 0.9 <= int8["top1_agreement"] <= 1.0
+    assert "Parity with the fp32 PyTorch student" in (quick_run / "report.md").read_text()
