@@ -7,6 +7,7 @@ Nothing here is home-made distribution: torchrun starts the processes, PyTorch D
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 from collections.abc import Iterator
@@ -21,7 +22,15 @@ def init_from_env() -> bool:
         return False
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        atexit.register(_destroy)
     return True
+
+
+def _destroy() -> None:
+    """Leave the process group while the interpreter is whole: exiting without this lets gloo's worker threads
+    release tensors during interpreter teardown, which aborts the process (SIGABRT) now and then."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def rank() -> int:
