@@ -42,6 +42,7 @@ BUDGET_SPECS: dict[str, BudgetSpec] = {
         BudgetSpec("min_accuracy", ("accuracy",), False, "%", 100.0),
         BudgetSpec("min_teacher_agreement", ("teacher_agreement",), False, "%", 100.0),
         BudgetSpec("min_teacher_cosine", ("fidelity", "mean_cosine"), False, ""),  # embedding encoders' metric
+        BudgetSpec("min_neighbour_accuracy", ("neighbour_accuracy",), False, "%", 100.0),  # labelled embeddings
         BudgetSpec("max_p50_ms", ("latency_ms", "p50"), True, "ms"),
         BudgetSpec("max_p90_ms", ("latency_ms", "p90"), True, "ms"),
         BudgetSpec("max_p95_ms", ("latency_ms", "p95"), True, "ms"),

@@ -154,7 +154,9 @@ def _quality(outputs: np.ndarray, labels: np.ndarray, reference: TeacherReferenc
     """The row's quality figures. Embedding rows have no accuracy: their measure is cosine to the teacher."""
     fidelity = None if reference is None else m.fidelity(outputs, reference.logits, metric)
     if metric == TEACHER_COSINE:
-        return {"accuracy": None, "accuracy_drop": None, "teacher_agreement": None, "fidelity": fidelity}
+        figures = {"accuracy": None, "accuracy_drop": None, "teacher_agreement": None, "fidelity": fidelity}
+        neighbours = m.neighbour_accuracy(outputs, labels)  # where the eval samples carry labels
+        return figures if neighbours is None else {**figures, "neighbour_accuracy": neighbours}
     acc = m.accuracy(outputs, labels)
     return {
         "accuracy": acc,

@@ -127,8 +127,10 @@ COLUMNS = ("artifact", "target", "runtime", "precision", "status", "flags", "siz
 
 
 def _columns(metric: str) -> tuple[str, ...]:
-    """COLUMNS with the metric column named after the task's metric."""
-    return tuple("cosine" if c == "accuracy" and metric != ACCURACY else c for c in COLUMNS)
+    """COLUMNS named after the task's metric: for embeddings, cosine to the teacher and 1-NN accuracy."""
+    if metric == ACCURACY:
+        return COLUMNS
+    return tuple({"accuracy": "cosine", "agree": "1-NN acc"}.get(c, c) for c in COLUMNS)
 
 
 def _fmt(value: Any, spec: str, scale: float = 1.0) -> str:
@@ -152,6 +154,7 @@ def _cells(row: dict[str, Any], metric: str = ACCURACY) -> list[str]:
     lat = row["latency_ms"]
     fidelity = row.get("fidelity") or {}
     memory = row.get("memory") or {}
+    agree = row["teacher_agreement"] if metric == ACCURACY else row.get("neighbour_accuracy")
     return [
         *head,
         "ok",
@@ -161,7 +164,7 @@ def _cells(row: dict[str, Any], metric: str = ACCURACY) -> list[str]:
         _fmt(row.get("flops"), ".3f", 1e-6),
         metric_cell(row, metric),
         _fmt(metric_drop(row, metric), "+.2f"),
-        _fmt(row["teacher_agreement"], ".1f", 100) + ("%" if row["teacher_agreement"] is not None else ""),
+        _fmt(agree, ".1f", 100) + ("%" if agree is not None else ""),
         _fmt(fidelity.get("mean_kl"), ".4f"),
         f"{lat['p50']:.3f}",
         f"{lat['p90']:.3f}",
@@ -306,7 +309,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     else:
         legend = (f"An embedding encoder: no classes, so each row is judged by the mean cosine of its embeddings "
                   f"with the teacher's on the {samples}-sample test split (the teacher scores 1); drop = "
-                  "(1 - cosine) x 100 points.")
+                  "(1 - cosine) x 100 points; 1-NN acc = leave-one-out nearest-neighbour accuracy on the test "
+                  "labels, where there are labels.")
     lines += ["## Measured", "", f"Latency at batch 1; throughput at the batch size shown. {legend}", ""]
     lines += _md_table(_columns(metric), [_cells(row, metric) for row in measured_rows(report)])
     stage_lines = stage_drop_lines(report)

@@ -182,3 +182,15 @@ def test_external_data_outside_the_model_directory_is_refused(tmp_path):
     path.write_bytes(helper.make_model(graph).SerializeToString())
     with pytest.raises(EdgekdError, match=r"tensor 'w'.*outside the model's directory"):
         onnx_external_files(path)
+
+
+def test_neighbour_accuracy_counts_each_samples_nearest_other_sample():
+    from edgekd.measure import neighbour_accuracy
+
+    # two tight pairs far apart, plus one sample whose nearest neighbour carries the other label
+    embeddings = np.array([[1.0, 0.0], [0.99, 0.1], [0.0, 1.0], [0.1, 0.99], [0.95, 0.2]])
+    labels = np.array([0, 0, 1, 1, 1])
+    # nearest other sample by cosine: 0->1, 1->0, 2->3, 3->2 share a label; 4->1 does not (1 against 0)
+    assert neighbour_accuracy(embeddings, labels) == pytest.approx(4 / 5)
+    assert neighbour_accuracy(embeddings, np.array([0, 0, 1, 1, -1])) is None  # an unlabelled sample
+    assert neighbour_accuracy(embeddings[:1], labels[:1]) is None

@@ -126,7 +126,8 @@ def test_your_own_embedding_encoder_on_unlabelled_arrays(user_module, tmp_path, 
 
     torch.manual_seed(0)
     save_file(encoder(hidden=64).state_dict(), str(tmp_path / "encoder.safetensors"))
-    np.savez(tmp_path / "x.npz", x=_arrays(200)[0])
+    x, y = _arrays(200)
+    np.savez(tmp_path / "x.npz", x=x)  # no labels at all
     args = ["distill-and-export", "--output-dir", str(tmp_path / "export"), "--run-name", "enc"]
     overrides = ['task.name="npz"', f'task.path="{tmp_path / "x.npz"}"', 'teacher.hf_output="embedding"',
                  'teacher.factory="mydata:encoder"', "teacher.factory_kwargs={hidden=64}",
@@ -145,6 +146,15 @@ def test_your_own_embedding_encoder_on_unlabelled_arrays(user_module, tmp_path, 
     for name in ("student", "student-onnx-fp32", "student-onnx-int8-static"):
         assert rows[name]["status"] == "ok" and rows[name]["accuracy"] is None
         assert 0.0 < rows[name]["fidelity"]["mean_cosine"] <= 1.0
+        assert "neighbour_accuracy" not in rows[name]  # nothing to judge it on without labels
+    # with labels beside the inputs, each row also says how well its embeddings keep the classes apart
+    np.savez(tmp_path / "x.npz", x=x, y=y)
+    code, _, err = run_cli([*args, *set_args, "--set", f'teacher.checkpoint="{tmp_path / "encoder.safetensors"}"'],
+                           capsys)  # fmt: skip
+    assert code == 0, err
+    labelled = {row["artifact"]: row for row in load_report(tmp_path / "export" / "enc")["rows"]}
+    assert all(0.0 <= labelled[name]["neighbour_accuracy"] <= 1.0 for name in ("teacher", "student-onnx-fp32"))
+    assert "1-NN acc" in (tmp_path / "export" / "enc" / "report.md").read_text()
 
 
 def test_a_model_that_does_not_fit_the_data_is_named_before_training(tmp_path, capsys):

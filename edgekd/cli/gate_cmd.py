@@ -30,6 +30,8 @@ def gate(
     min_teacher_agreement: float = typer.Option(None, help="Min top-1 agreement with the teacher, percent."),
     min_teacher_cosine: float = typer.Option(None, help="Min mean cosine of the outputs with the teacher's "
                                              "(-1 to 1): the budget for embedding encoders."),
+    min_neighbour_accuracy: float = typer.Option(None, help="Min 1-nearest-neighbour accuracy of an embedding "
+                                                 "encoder on labelled eval samples, percent."),
     max_p50_ms: float = typer.Option(None, help="Max median latency at batch 1, ms."),
     max_p90_ms: float = typer.Option(None, help="Max p90 latency at batch 1, ms."),
     max_p95_ms: float = typer.Option(None, help="Max p95 latency at batch 1, ms."),
@@ -52,6 +54,7 @@ def gate(
     flags = {
         "max_accuracy_drop": max_accuracy_drop, "min_accuracy": min_accuracy,
         "min_teacher_agreement": min_teacher_agreement, "min_teacher_cosine": min_teacher_cosine,
+        "min_neighbour_accuracy": min_neighbour_accuracy,
         "max_p50_ms": max_p50_ms, "max_p90_ms": max_p90_ms,
         "max_p95_ms": max_p95_ms, "max_p99_ms": max_p99_ms, "min_throughput_per_s": min_throughput_per_s,
         "max_size_mb": max_size_mb, "max_p50_increase_pct": max_p50_increase_pct,

@@ -8,6 +8,7 @@ from edgekd.measure.quality import (
     fidelity,
     mean_cosine,
     mean_kl,
+    neighbour_accuracy,
     predict,
     top1_agreement,
 )
@@ -26,6 +27,6 @@ from edgekd.measure.timing import (
 
 __all__ = [
     "NOISY_CV", "STAGES", "TIMING_PRESETS", "LatencyStats", "TimingPolicy", "accuracy", "drop_by_stage", "fidelity",
-    "mean_cosine", "mean_kl", "measure_latency", "measure_throughput", "nearest_rank_percentile", "predict",
-    "summarize_ms", "time_runs", "timing_policy", "top1_agreement",
+    "mean_cosine", "mean_kl", "measure_latency", "measure_throughput", "nearest_rank_percentile", "neighbour_accuracy",
+    "predict", "summarize_ms", "time_runs", "timing_policy", "top1_agreement",
 ]  # fmt: skip

@@ -85,6 +85,18 @@ def mean_cosine(outputs: np.ndarray, teacher_outputs: np.ndarray) -> float:
     return float(((a * b).sum(axis=1) / np.maximum(norms, 1e-12)).mean())
 
 
+def neighbour_accuracy(embeddings: np.ndarray, labels: np.ndarray) -> float | None:
+    """Leave-one-out 1-nearest-neighbour accuracy by cosine among the eval samples: whether an embedding space
+    still keeps the classes apart. None unless every sample is labelled (and there are two or more)."""
+    if len(labels) < 2 or (labels < 0).any():
+        return None
+    e = embeddings.reshape(len(embeddings), -1).astype(np.float64)
+    e /= np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    similarity = e @ e.T
+    np.fill_diagonal(similarity, -np.inf)
+    return float((labels[similarity.argmax(axis=1)] == labels).mean())
+
+
 def fidelity(logits: np.ndarray, teacher_logits: np.ndarray, metric: str = ACCURACY) -> dict[str, float]:
     """How closely outputs follow the teacher's. Embeddings have no classes: only their cosine is meaningful."""
     if metric == TEACHER_COSINE:
