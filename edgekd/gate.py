@@ -111,14 +111,20 @@ def profile_budgets(profile: Any, metric: str = "accuracy") -> dict[str, float]:
     return {k: v for k, v in budgets.items() if metric != TEACHER_COSINE or k not in CLASS_BUDGETS}
 
 
+def recipe_budgets(report: dict[str, Any]) -> dict[str, float]:
+    """The budgets the run's recipe declared ([budgets]; reports before they existed have none)."""
+    declared = report.get("recipe", {}).get("budgets", {})
+    return {k: float(v) for k, v in declared.items() if k in BUDGET_SPECS}
+
+
 def evaluate(
     report: dict[str, Any], budgets: dict[str, float], patterns: list[str], target: str | None = None,
     baseline: dict[str, Any] | None = None,
 ) -> tuple[str, list[Check]]:
     """Check every selected row against every budget; `baseline` is the report relative budgets compare with."""
     if not budgets:
-        raise EdgekdError("no budgets given: pass e.g. --max-accuracy-drop 2, --budgets budgets.toml, or "
-                          "--profile NAME for a profile's default budgets")  # fmt: skip
+        raise EdgekdError("no budgets given: pass e.g. --max-accuracy-drop 2, --budgets budgets.toml, "
+                          "--profile NAME for a profile's default budgets, or declare [budgets] in the recipe")
     relative = [name for name in budgets if BUDGET_SPECS[name].against_baseline]
     if relative and baseline is None:
         raise EdgekdError(f"budget '{relative[0]}' compares with a baseline report: pass --baseline "

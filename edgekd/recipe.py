@@ -159,6 +159,8 @@ class Recipe:
     build: BuildSection = field(default_factory=BuildSection)
     measure: MeasureSection = field(default_factory=MeasureSection)
     targets: TargetsSection = field(default_factory=TargetsSection)
+    # what `edgekd gate` checks this run's rows against by default, named as its flags (max_accuracy_drop = 2)
+    budgets: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_recipe_values(self)
@@ -215,6 +217,13 @@ def _check_recipe_values(recipe: Recipe) -> None:
         hint = did_you_mean(loss.name, LOSSES)
         checks.append((loss.name in LOSSES, f"distill.losses[{i}].name",
                        f"'{loss.name}' is not a loss{hint}; choose from {', '.join(LOSSES)}"))  # fmt: skip
+    from edgekd.gate import BUDGET_SPECS  # the gate's table is the one list of budget names
+
+    for name, value in recipe.budgets.items():
+        checks.append((name in BUDGET_SPECS, f"budgets.{name}",
+                       f"is not a budget{did_you_mean(name, BUDGET_SPECS)}; choose from {', '.join(BUDGET_SPECS)}"))
+        checks.append((isinstance(value, int | float) and not isinstance(value, bool), f"budgets.{name}",
+                       f"must be a number, got {value!r}"))  # fmt: skip
     for i, assistant in enumerate(recipe.distill.assistants):
         checks.append((bool(assistant.architecture or assistant.factory), f"distill.assistants[{i}]",
                        "needs an architecture or a factory"))  # fmt: skip

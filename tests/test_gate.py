@@ -118,3 +118,14 @@ def test_gate_baseline_noise_and_missing_rows_are_inconclusive(quick_run, tmp_pa
 def test_gate_relative_budget_needs_a_baseline(quick_run, capsys):
     code, _, err = run_cli(["gate", str(quick_run), "--max-p50-increase-pct", "10"], capsys)
     assert code == 2 and "--baseline" in err
+
+
+def test_the_recipes_budgets_are_the_default_and_flags_override_them(quick_run, tmp_path, capsys):
+    report = json.loads((quick_run / "report.json").read_text())
+    report["recipe"]["budgets"] = {"max_size_mb": 0.000001}  # as `[budgets]` in the recipe would put it
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report))
+    code, out, _ = run_cli(["gate", str(path), "--json"], capsys)
+    assert code == 1 and {c["budget"] for c in json.loads(out)["checks"]} == {"max_size_mb"}
+    code, out, _ = run_cli(["gate", str(path), "--max-size-mb", "1000", "--json"], capsys)
+    assert code == 0, out

@@ -67,3 +67,12 @@ def test_overrides_on_a_recipe_object():
     assert recipe.quantize.calibration_samples == 10
     with pytest.raises(RecipeError, match="calibration_samples"):
         apply_overrides(Recipe(), ["quantize.calibration_samples=0"])
+
+
+def test_budgets_are_named_as_the_gates_flags(tmp_path):
+    recipe = load_recipe(_write(tmp_path, "[budgets]\nmax_accuracy_drop = 2\nmax_p95_ms = 5.0\n"))
+    assert recipe.budgets == {"max_accuracy_drop": 2, "max_p95_ms": 5.0}
+    with pytest.raises(RecipeError, match=r"'budgets\.max_p95_msec' is not a budget \(did you mean 'max_p95_ms'\?\)"):
+        load_recipe(_write(tmp_path, "[budgets]\nmax_p95_msec = 5\n"))
+    with pytest.raises(RecipeError, match=r"'budgets\.max_p95_ms' must be a number"):
+        load_recipe(_write(tmp_path, '[budgets]\nmax_p95_ms = "fast"\n'))

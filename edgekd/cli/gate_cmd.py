@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgekd.errors import EdgekdError
-from edgekd.gate import EXIT_CODES, evaluate, load_budgets, profile_budgets
+from edgekd.gate import EXIT_CODES, evaluate, load_budgets, profile_budgets, recipe_budgets
 from edgekd.hardware import load_profile
 from edgekd.measure.quality import TEACHER_COSINE, report_metric
 from edgekd.report import load_report
@@ -49,7 +49,9 @@ def gate(
     """Check a report against budgets; name every row, budget and measured value that breaks one."""
     checked = load_report(report)
     target = load_profile(profile) if profile else None
+    # later layers override earlier ones: profile defaults, the run's recipe [budgets], a budgets file, flags
     budgets = profile_budgets(target, report_metric(checked)) if target else {}
+    budgets.update(recipe_budgets(checked))
     budgets.update(load_budgets(budgets_file) if budgets_file else {})
     flags = {
         "max_accuracy_drop": max_accuracy_drop, "min_accuracy": min_accuracy,
