@@ -117,6 +117,16 @@ def recipe_budgets(report: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in declared.items() if k in BUDGET_SPECS}
 
 
+def report_verdicts(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The recipe's own budgets checked against the run's rows, for the report itself (None without budgets).
+    Budgets relative to a baseline report are left to `edgekd gate --baseline`."""
+    budgets = {k: v for k, v in recipe_budgets(report).items() if not BUDGET_SPECS[k].against_baseline}
+    if not budgets:
+        return None
+    overall, checks = evaluate(report, budgets, [])
+    return {"verdict": overall, "budgets": budgets, "checks": [c.to_dict() for c in checks]}
+
+
 def evaluate(
     report: dict[str, Any], budgets: dict[str, float], patterns: list[str], target: str | None = None,
     baseline: dict[str, Any] | None = None,

@@ -21,6 +21,7 @@ from edgekd.distill import distributed, predict_logits
 from edgekd.distill.stage import distill_stage, teacher_stage
 from edgekd.export import check_parity, export_onnx
 from edgekd.fileio import sha256_json, write_text_atomic
+from edgekd.gate import report_verdicts
 from edgekd.hardware import OpenvinoSection, Profile, load_profile
 from edgekd.measure.quality import ACCURACY, task_metric
 from edgekd.measure_rows import MeasureSettings, TeacherReference, measure_rows
@@ -28,7 +29,7 @@ from edgekd.models import count_parameters, load_saved_model
 from edgekd.progress import step
 from edgekd.quantize import quantize_int8_dynamic, quantize_int8_static
 from edgekd.recipe import Recipe
-from edgekd.report import build_report, write_report
+from edgekd.report import build_report, validate_report, write_report
 from edgekd.roofline import roofline_cost
 from edgekd.runtimes import get_runtime
 from edgekd.stages import run_stage, stage_key
@@ -118,6 +119,10 @@ def distill_and_export(
     estimates = _estimates(profiles, _onnx_sources(recipe), run_dir)
     report = build_report(recipe, task, stages, rows, threads, measurement=settings.describe(), estimates=estimates,
                           run_name=run_dir.name, metric=metric)  # fmt: skip
+    verdicts = report_verdicts(report)
+    if verdicts:  # the recipe declared budgets: the report says how the run fares against them
+        report["verdicts"] = verdicts
+        validate_report(report, "the new report")
     write_report(report, run_dir)
     return RunResult(run_dir, report)
 

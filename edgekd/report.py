@@ -277,6 +277,15 @@ def throughput_lines(report: dict[str, Any]) -> list[list[str]]:
     return lines
 
 
+VERDICT_COLUMNS = ("artifact", "budget", "verdict", "detail")
+
+
+def verdict_lines(report: dict[str, Any]) -> list[list[str]]:
+    """The recipe budgets' checks recorded in the report (empty when the recipe declared none)."""
+    checks = report.get("verdicts", {}).get("checks", [])
+    return [[c["artifact"], c["budget"], c["verdict"], c["detail"]] for c in checks]
+
+
 def flag_lines(report: dict[str, Any]) -> list[str]:
     return [f"{row['artifact']} on {row.get('target', '-')}: {flag['code']}: {flag['message']}"
             for row in measured_rows(report) for flag in row.get("flags", [])]  # fmt: skip
@@ -330,6 +339,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     flags = flag_lines(report)
     if flags:
         lines += ["## Flags", "", *[f"- {line}" for line in flags], ""]
+    verdicts = verdict_lines(report)
+    if verdicts:
+        lines += [f"## Budgets from the recipe: {report['verdicts']['verdict'].upper()}", "",
+                  "`edgekd gate` on this run gives the same verdicts, and its exit code, for CI.", ""]
+        lines += _md_table(VERDICT_COLUMNS, verdicts)
     estimates = estimate_rows(report)
     if estimates:
         lines += ["## Estimates (not measured: modelled for targets not at hand)", ""]

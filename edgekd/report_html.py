@@ -16,6 +16,7 @@ from edgekd.report import (
     ESTIMATE_COLUMNS,
     PARITY_COLUMNS,
     STAGE_LABELS,
+    VERDICT_COLUMNS,
     _cells,
     _columns,
     _method_line,
@@ -28,6 +29,7 @@ from edgekd.report import (
     parity_lines,
     stage_drop_lines,
     throughput_lines,
+    verdict_lines,
 )
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
@@ -298,6 +300,11 @@ def render_html(report: dict[str, Any]) -> str:
         body += ["<h2>Throughput</h2>", '<p class="note">sync: one request at a time; openvino-throughput: '
                  "OpenVINO's THROUGHPUT hint with several streams and requests in flight.</p>",
                  _table(["artifact", "target", "mode", "batch", "samples/s", "streams"], through, left=3)]  # fmt: skip
+    verdicts = verdict_lines(report)
+    if verdicts:
+        body += [f"<h2>Budgets from the recipe: {escape(report['verdicts']['verdict'].upper())}</h2>",
+                 '<p class="note"><code>edgekd gate</code> on this run gives the same verdicts, and its exit code, '
+                 "for CI.</p>", _table(VERDICT_COLUMNS, verdicts, left=4)]  # fmt: skip
     flags = flag_lines(report)
     if flags:
         body += ["<h2>Flags</h2>", '<ul class="flags">' + "".join(f"<li>{escape(f)}</li>" for f in flags) + "</ul>"]

@@ -97,3 +97,19 @@ def test_every_artifact_reports_its_parity_with_the_fp32_student(quick_run):
     int8 = rows["student-onnx-int8-static"]["student_parity"]
     assert int8["max_abs_diff"] > fp32["max_abs_diff"] and 0.9 <= int8["top1_agreement"] <= 1.0
     assert "Parity with the fp32 PyTorch student" in (quick_run / "report.md").read_text()
+
+
+def test_budgets_in_the_recipe_give_verdicts_in_the_report_and_the_same_gate(tmp_path, capsys):
+    from tests.conftest import reduced_run, run_cli
+
+    budgets = ["budgets.max_accuracy_drop=100", "budgets.max_size_mb=0.000001", "build.openvino=false"]
+    run = reduced_run(tmp_path, "budgeted", [arg for override in budgets for arg in ("--set", override)])
+    report = load_report(run)
+    verdicts = report["verdicts"]
+    assert verdicts["verdict"] == "fail" and verdicts["budgets"] == {"max_accuracy_drop": 100, "max_size_mb": 1e-6}
+    failed = {c["budget"] for c in verdicts["checks"] if c["verdict"] == "fail"}
+    assert failed == {"max_size_mb"}
+    assert "Budgets from the recipe: FAIL" in (run / "report.md").read_text()
+    assert "budgets from the recipe: FAIL" in capsys.readouterr().out  # the run's own summary line
+    code, out, _ = run_cli(["gate", str(run), "--json"], capsys)
+    assert code == 1 and json.loads(out)["checks"] == verdicts["checks"]

@@ -57,4 +57,9 @@ def distill_and_export(
     console.print(render_table(result.report))
     if result.report.get("estimates"):
         console.print(render_estimates(result.report["estimates"]))
+    verdicts = result.report.get("verdicts")
+    if verdicts:
+        failing = [c for c in verdicts["checks"] if c["verdict"] != "pass"]
+        console.print(f"budgets from the recipe: {verdicts['verdict'].upper()} ({len(verdicts['checks'])} checks, "
+                      f"{len(failing)} not passed); `edgekd gate {result.run_dir}` exits non-zero on a failure")
     console.print(f"report: {result.run_dir / 'report.json'} and {result.run_dir / 'report.md'}")
