@@ -32,6 +32,7 @@ from edgekd.report import (
     verdict_lines,
 )
 
+VERDICT_CLASSES = {"fail": "bad", "inconclusive": "flagged"}  # the row styles of unmeasured and flagged rows
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 STAGE_COLOURS = ("#4c78a8", "#f58518", "#e45756", "#72b7b2")
 
@@ -304,7 +305,8 @@ def render_html(report: dict[str, Any]) -> str:
     if verdicts:
         body += [f"<h2>Budgets from the recipe: {escape(report['verdicts']['verdict'].upper())}</h2>",
                  '<p class="note"><code>edgekd gate</code> on this run gives the same verdicts, and its exit code, '
-                 "for CI.</p>", _table(VERDICT_COLUMNS, verdicts, left=4)]  # fmt: skip
+                 "for CI.</p>", _table(VERDICT_COLUMNS, verdicts, [VERDICT_CLASSES.get(v[2], "") for v in verdicts],
+                                       left=4)]  # fmt: skip
     flags = flag_lines(report)
     if flags:
         body += ["<h2>Flags</h2>", '<ul class="flags">' + "".join(f"<li>{escape(f)}</li>" for f in flags) + "</ul>"]
