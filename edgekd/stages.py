@@ -8,6 +8,7 @@ stage is skipped if the key matches and its output files are still there.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,3 +40,14 @@ def run_stage(
     summary = work()
     write_json_atomic(record_path, {"key": key, "outputs": outputs, "summary": summary})
     return summary, False
+
+
+def timed_stage(run_dir: Path, name: str, key: str, outputs: list[str],
+                work: Callable[[], dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+    """`run_stage` announced on the progress line, its summary with whether it was reused and its seconds."""
+    from edgekd.progress import step
+
+    step(name)
+    t0 = time.perf_counter()
+    summary, reused = run_stage(run_dir, name, key, outputs, work)
+    return {**summary, "reused": reused, "seconds": round(time.perf_counter() - t0, 3)}
