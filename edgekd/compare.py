@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from edgekd.report import row_value
+from edgekd.measure.quality import row_value
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.errors import EdgekdError, RecipeError, did_you_mean
-from edgekd.measure.quality import TEACHER_COSINE, report_metric
-from edgekd.report import row_value
+from edgekd.measure.quality import TEACHER_COSINE, report_metric, row_value
 
 # budgets on class outputs: they do not apply to an embedding encoder
 CLASS_BUDGETS = ("max_accuracy_drop", "min_accuracy", "min_teacher_agreement", "max_accuracy_loss_pts")

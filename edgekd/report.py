@@ -102,16 +102,6 @@ def write_report(report: dict[str, Any], run_dir: Path) -> None:
     write_text_atomic(run_dir / "report.html", render_html(report))
 
 
-def row_value(row: dict[str, Any], path: tuple[str, ...]) -> float | None:
-    """The number at `path` in a row (e.g. ("latency_ms", "p95")), or None where this report did not record it."""
-    value: Any = row
-    for part in path:
-        if not isinstance(value, dict) or value.get(part) is None:
-            return None
-        value = value[part]
-    return float(value)
-
-
 def measured_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows hold measurements only; estimates live in the report's `estimates` list, never among them."""
     return report["rows"]

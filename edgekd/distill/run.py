@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from edgekd.distill.distributed import main_first
@@ -23,6 +22,7 @@ from edgekd.distill.losses import UNLABELLED, CompositeLoss, LossContext
 from edgekd.distill.teacher_cache import CachedTeacher, LiveTeacher
 from edgekd.distill.trainer import TrainConfig, Trainer, TrainResult
 from edgekd.fileio import sha256_json
+from edgekd.measure.quality import mean_cosine, mean_kl, top1_agreement
 
 
 @dataclass(frozen=True)
@@ -45,16 +45,15 @@ def predict_logits(model: nn.Module, inputs: np.ndarray, batch_size: int = 256) 
 
 def fidelity(outputs: np.ndarray, teacher_outputs: np.ndarray, embeddings: bool = False) -> dict[str, float]:
     """How closely a student follows its teacher: mean cosine of the outputs, top-1 agreement, mean KL.
-    For `embeddings` only the cosine: they are not class scores, so agreement and KL would mean nothing."""
-    s, t = torch.from_numpy(outputs).double(), torch.from_numpy(teacher_outputs).double()
-    cosine = round(float(F.cosine_similarity(s, t, dim=-1).mean()), 6)
+    For `embeddings` only the cosine: they are not class scores, so agreement and KL would mean nothing.
+    The measures are the report's own (edgekd.measure.quality), rounded for the training summary."""
+    cosine = round(mean_cosine(outputs, teacher_outputs), 6)
     if embeddings:
         return {"cosine": cosine}
-    kl = F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), reduction="batchmean", log_target=True)
     return {
         "cosine": cosine,
-        "top1_agreement": round(float((s.argmax(-1) == t.argmax(-1)).double().mean()), 6),
-        "mean_kl": round(float(kl), 6),
+        "top1_agreement": round(top1_agreement(outputs, teacher_outputs), 6),
+        "mean_kl": round(mean_kl(outputs, teacher_outputs), 6),
     }
 
 

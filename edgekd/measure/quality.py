@@ -39,11 +39,18 @@ def report_metric(report: Mapping[str, Any]) -> str:
     return report.get("task", {}).get("metric", ACCURACY)
 
 
-def metric_value(row: Mapping[str, Any], metric: str) -> float | None:
+def row_value(row: Mapping[str, Any], path: tuple[str, ...]) -> float | None:
+    """The number at `path` in a row (e.g. ("latency_ms", "p95")), or None where this report did not record it."""
     value: Any = row
-    for part in METRIC_PATHS[metric]:
-        value = value.get(part) if isinstance(value, Mapping) else None
-    return None if value is None else float(value)
+    for part in path:
+        if not isinstance(value, Mapping) or value.get(part) is None:
+            return None
+        value = value[part]
+    return float(value)
+
+
+def metric_value(row: Mapping[str, Any], metric: str) -> float | None:
+    return row_value(row, METRIC_PATHS[metric])
 
 
 def metric_drop(row: Mapping[str, Any], metric: str) -> float | None:

@@ -16,14 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from edgekd.errors import RecipeError
 from edgekd.recipe import TaskSection
-from edgekd.tasks.base import TaskData
+from edgekd.tasks.base import UNLABELLED, TaskData, split_indices
 
 SPLIT_KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
-UNLABELLED = -1
 
 
 def load_npz_task(section: TaskSection, labelled_eval: bool = True) -> TaskData:
@@ -127,22 +125,10 @@ def _unlabelled_where_missing(arrays: dict[str, Any]) -> dict[str, Any]:
 
 def _split(x: np.ndarray, y: np.ndarray, section: TaskSection, source: str,
            labelled_eval: bool = True) -> dict[str, np.ndarray]:  # fmt: skip
-    """Val and test from the labelled samples (stratified, seeded; from all samples without `labelled_eval`);
-    unlabelled ones all go to training."""
+    """x and y split by `split_indices`, stratified."""
     if len(x) != len(y):
         raise RecipeError(f"{source}: x has {len(x)} samples but y has {len(y)}")
-    labelled = np.flatnonzero(y != UNLABELLED) if labelled_eval else np.arange(len(y))
-    what = "labelled samples" if labelled_eval else "samples"
-    if len(labelled) < 10:
-        raise RecipeError(f"{source}: {len(labelled)} {what}; val and test need at least 10")
-    counts = np.bincount(y[labelled] + 1)  # + 1: the unlabelled (-1) count as a stratum of their own
-    strata = y[labelled] if counts[counts > 0].min() >= 3 else None  # rare classes: a plain split
-    rest, test = train_test_split(labelled, test_size=section.test_fraction, random_state=section.seed,
-                                  stratify=strata)  # fmt: skip
-    rest_strata = y[rest] if strata is not None else None
-    train, val = train_test_split(rest, test_size=section.val_fraction / (1.0 - section.test_fraction),
-                                  random_state=section.seed, stratify=rest_strata)  # fmt: skip
-    if labelled_eval:
-        train = np.concatenate([train, np.flatnonzero(y == UNLABELLED)])
+    train, val, test = split_indices(y, section.val_fraction, section.test_fraction, section.seed, source,
+                                     labelled_eval, stratified=True)  # fmt: skip
     return {"x_train": x[train], "y_train": y[train], "x_val": x[val], "y_val": y[val], "x_test": x[test],
             "y_test": y[test]}  # fmt: skip

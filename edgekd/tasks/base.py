@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.model_selection import train_test_split
 
+from edgekd.errors import RecipeError
 from edgekd.fileio import atomic_path
 
 
@@ -50,6 +52,30 @@ class TaskData:
         rng = np.random.default_rng(seed)
         count = min(count, len(self.x_train))
         return self.x_train[rng.choice(len(self.x_train), size=count, replace=False)]
+
+
+UNLABELLED = -1  # a sample's label when it has none: transfer data (the trainer's losses read the same value)
+
+
+def split_indices(labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int, source: str,
+                  labelled_eval: bool = True, stratified: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded train / val / test indices. Val and test come from the labelled samples, which judge accuracy (from
+    every sample without `labelled_eval`); unlabelled ones are transfer data and all go to training, where the
+    teacher alone teaches them. `stratified` keeps class shares where every class has at least 3 samples."""
+    labelled = np.flatnonzero(labels != UNLABELLED) if labelled_eval else np.arange(len(labels))
+    if len(labelled) < 10:
+        what = "labelled samples" if labelled_eval else "samples"
+        raise RecipeError(f"{source} has {len(labelled)} {what}; val and test need at least 10")
+    strata = None
+    if stratified:
+        counts = np.bincount(labels[labelled] + 1)  # + 1: the unlabelled (-1) count as a stratum of their own
+        strata = labels[labelled] if counts[counts > 0].min() >= 3 else None  # rare classes: a plain split
+    rest, test = train_test_split(labelled, test_size=test_fraction, random_state=seed, stratify=strata)
+    train, val = train_test_split(rest, test_size=val_fraction / (1.0 - test_fraction), random_state=seed,
+                                  stratify=labels[rest] if strata is not None else None)  # fmt: skip
+    if labelled_eval:
+        train = np.concatenate([train, np.flatnonzero(labels == UNLABELLED)])
+    return train, val, test
 
 
 def save_eval_split(path: Path, inputs: np.ndarray, labels: np.ndarray, input_name: str) -> None:

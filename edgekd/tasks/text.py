@@ -16,13 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from edgekd.errors import RecipeError
 from edgekd.recipe import TaskSection
-from edgekd.tasks.base import TaskData
-
-UNLABELLED = -1
+from edgekd.tasks.base import UNLABELLED, TaskData, split_indices
 
 
 def read_text_samples(path: Path, text_field: str, label_field: str) -> list[tuple[str, Any]]:
@@ -78,17 +75,8 @@ def load_text_task(section: TaskSection, tokenizer_dir: str = "", labelled_eval:
     labels = np.array([UNLABELLED if label is None else index[label] for label in raw_labels], dtype=np.int64)
     encoded = tokenizer(texts, padding="max_length", truncation=True, max_length=section.max_length)
     input_ids = np.asarray(encoded["input_ids"], dtype=np.int64)
-    # Val and test are drawn from the labelled samples (they judge accuracy); unlabelled ones are transfer
-    # data and all go to training, where the teacher alone teaches them.
-    labelled = np.flatnonzero(labels != UNLABELLED) if labelled_eval else np.arange(len(labels))
-    if len(labelled) < 10:
-        what = "labelled samples" if labelled_eval else "samples"
-        raise RecipeError(f"'{section.path}' has {len(labelled)} {what}; val and test need at least 10")
-    rest, test = train_test_split(labelled, test_size=section.test_fraction, random_state=section.seed)
-    train, val = train_test_split(rest, test_size=section.val_fraction / (1.0 - section.test_fraction),
-                                  random_state=section.seed)  # fmt: skip
-    if labelled_eval:
-        train = np.concatenate([train, np.flatnonzero(labels == UNLABELLED)])
+    train, val, test = split_indices(labels, section.val_fraction, section.test_fraction, section.seed,
+                                     f"'{section.path}'", labelled_eval)  # fmt: skip
     split = {"method": "random", "seed": section.seed, "train": len(train), "val": len(val), "test": len(test),
              "classes": classes, "unlabelled_train": int((labels[train] == UNLABELLED).sum()),
              "source": str(section.path), "max_length": section.max_length}  # fmt: skip
