@@ -68,6 +68,8 @@ class MeasureSettings:
         return {"preset": self.preset, "policy": asdict(self.policy), "isolation": self.isolation,
                 "threads": self.threads, "batch_sizes": list(self.throughput_batch_sizes),
                 "eval_batch_size": self.eval_batch_size, "noisy_cv": m.NOISY_CV,
+                "noisy_round_spread": m.NOISY_ROUND_SPREAD,
+                "intervals": "95%: order statistics and a bootstrap over rounds",
                 "percentiles": "nearest rank", "clock": "time.perf_counter_ns"}  # fmt: skip
 
 
@@ -207,10 +209,9 @@ def _row_figures(artifact: Artifact, run_dir: Path, result: dict[str, Any],
         figures["execution_precision"] = result["execution_precision"]
     if artifact.format == "onnx":
         figures.update(count_macs(run_dir / artifact.path).to_dict(), flops_counted_from=artifact.name)
-    if m.LatencyStats(**result["latency_ms"]).noisy:
-        cv = result["latency_ms"]["cv"]
-        figures["flags"].append(_flag("noisy", f"latency spread is {cv:.0%} of the mean (> {m.NOISY_CV:.0%}): "
-                                               "the machine was busy; re-measure before trusting small differences"))
+    latency = m.LatencyStats.from_dict(result["latency_ms"])
+    if latency.noisy:
+        figures["flags"].append(_flag("noisy", latency.noisy_message()))
     mismatch = precision_mismatch(artifact.precision, figures.get("execution_precision"))
     if mismatch:
         figures["flags"].append(_flag("precision-mismatch", mismatch))

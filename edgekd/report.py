@@ -20,7 +20,7 @@ from edgekd.recipe import Recipe
 from edgekd.runtimes import runtime_versions
 from edgekd.tasks import TaskData
 
-SCHEMA_VERSION = "1.2"  # 1.x stays additive: every 1.0 report validates against this schema
+SCHEMA_VERSION = "1.3"  # 1.x stays additive: every 1.0 report validates against this schema
 
 
 def report_schema() -> dict[str, Any]:
