@@ -43,3 +43,9 @@ class StageError(EdgekdError):
     """A pipeline stage failed in a way the user has to act on (the message names the stage)."""
 
     exit_code = 1
+
+
+# `edgekd gate` exit codes (the CLI's usage / bad-input code is EdgekdError.exit_code, 2)
+EXIT_GATE_PASS = 0
+EXIT_GATE_FAIL = 1
+EXIT_GATE_INCONCLUSIVE = 3
