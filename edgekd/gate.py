@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,7 +235,8 @@ def interval_verdict(artifact: str, spec: BudgetSpec, limit: float, measured: fl
                      interval: tuple[float, float], what: str, advice: str = MORE_TIMING) -> Check:  # fmt: skip
     """pass when the whole 95% interval keeps the budget, fail when the whole interval breaks it, else
     inconclusive; the detail gives the figure, its interval and the budget."""
-    low, high = interval
+    low, high = min(interval[0], measured), max(interval[1], measured)  # the figure lies in its own interval
+    interval = (low, high)
     unit = f" {spec.unit}" if spec.unit else ""
     sign = "<=" if spec.upper else ">="
     passed = high <= limit if spec.upper else low >= limit
@@ -274,6 +276,15 @@ def _check_against_teacher(row: dict[str, Any], teacher: dict[str, Any] | None, 
                 else (old / new, old / new))  # fmt: skip
     return interval_verdict(name, spec, limit, old / new, interval,
                             f"speed-up over the teacher {teacher['artifact']} (p50 {old:.4g} / {new:.4g} ms):")
+
+
+def ratio_interval(new: float, new_ci: tuple[float, float], old: float,
+                   old_ci: tuple[float, float]) -> tuple[float, float]:  # fmt: skip
+    """95% interval of new / old from two independent intervals: their relative (log) half-widths add in
+    quadrature, as the errors of independent measurements do."""
+    below = math.hypot(math.log(new / new_ci[0]), math.log(old_ci[1] / old))
+    above = math.hypot(math.log(new_ci[1] / new), math.log(old / old_ci[0]))
+    return new / old * math.exp(-below), new / old * math.exp(above)
 
 
 def _latency_noise(spec: BudgetSpec, *rows: dict[str, Any] | None) -> float:
@@ -316,9 +327,10 @@ def _check_against_baseline(row: dict[str, Any], old: dict[str, Any] | None, spe
         return Check(name, spec.name, limit, None, INCONCLUSIVE, "baseline figure is 0: no relative change")
     measured = (new_value - old_value) / old_value * 100
     new_ci, old_ci = latency_interval(row, spec), latency_interval(old, spec)
-    if new_ci and old_ci and old_ci[0] > 0:  # the widest change both intervals allow
-        interval = ((new_ci[0] / old_ci[1] - 1) * 100, (new_ci[1] / old_ci[0] - 1) * 100)
-        return interval_verdict(name, spec, limit, measured, interval, f"increase over the baseline{context}:")
+    if new_ci and old_ci and min(new_ci[0], old_ci[0]) > 0:
+        low, high = ratio_interval(new_value, new_ci, old_value, old_ci)
+        return interval_verdict(name, spec, limit, measured, ((low - 1) * 100, (high - 1) * 100),
+                                f"increase over the baseline{context}:")
     # the noise of a latency figure, in percent of the baseline: the spread of either noisy row
     noise = _latency_noise(spec, row, old) / old_value * 100
     return _verdict(name, spec, limit, measured, noise, context)

@@ -137,7 +137,7 @@ def gate(
     if junit:
         write_junit(junit, checks, inconclusive)
     for line in publish_to_ci(overall, checks, notes, code):
-        typer.echo(line)
+        typer.echo(line, err=True)  # the runner reads workflow commands from stderr too; stdout stays --json
     if as_json:
         typer.echo(json.dumps(verdict_document(overall, checks, code, inconclusive, notes), indent=2))
     else:
