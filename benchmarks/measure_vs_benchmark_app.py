@@ -47,6 +47,7 @@ from edgekd.measure.graph import count_macs  # noqa: E402
 from edgekd.measure.worker import MeasureJob, run_in_subprocess  # noqa: E402
 from edgekd.runtimes.openvino_runtime import build_ir  # noqa: E402
 
+ISA_RECORDED = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "avx512_bf16")
 CNN_INPUT = (1, 3, 64, 64)
 DIGITS_INPUT = (1, 1, 8, 8)  # the digits task's images
 TOLERANCE = 0.10
@@ -141,7 +142,7 @@ def _ms(value: str, unit: str) -> float:
     return float(value) / (1e3 if unit == "us" else 1.0)
 
 
-def benchmark_app_p50(xml: Path, threads: int, seconds: float) -> dict:
+def benchmark_app_p50(xml: Path, threads: int, seconds: float, shape: tuple[int, ...]) -> dict:
     exe = shutil.which("benchmark_app")
     if exe is None:
         raise SystemExit("benchmark_app not found: pip install openvino (it ships the command)")
@@ -150,7 +151,9 @@ def benchmark_app_p50(xml: Path, threads: int, seconds: float) -> dict:
     config = xml.parent / "benchmark_app_config.json"
     config.write_text(json.dumps({"CPU": {"INFERENCE_NUM_THREADS": str(threads)}}))
     cmd = [exe, "-m", str(xml), "-d", "CPU", "-hint", "latency", "-infer_precision", "f32",
-           "-load_config", str(config), "-t", str(max(1, round(seconds)))]  # fmt: skip
+           "-load_config", str(config), "-t", str(max(1, round(seconds))),
+           "-data_shape", f"x[{','.join(map(str, shape))}]"]  # the model keeps its dynamic batch axis, as edgekd's
+    # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     median = re.search(r"Median:\s+([0-9.]+)\s*(ms|us)", out.stdout)  # it prints us below 1 ms
     count = re.search(r"Count:\s+(\d+)", out.stdout)
@@ -173,11 +176,12 @@ def bare_ort_p50(onnx_path: Path, inputs: Path, threads: int, seconds: float, mo
 
 def one_round(work: Path, threads: int, seconds: float) -> dict:
     """Every timer once on the model in `work`, in a fixed interleaved order."""
+    shape = np.load(work / "inputs.npy").shape
     return {
         "edgekd_onnxruntime": edgekd_p50(work, "model.onnx", "onnx", "onnxruntime", threads, seconds),
         "bare_ort_iobinding": bare_ort_p50(work / "model.onnx", work / "inputs.npy", threads, seconds, "iobinding"),
         "edgekd_openvino": edgekd_p50(work, "model.xml", "openvino-ir", "openvino", threads, seconds),
-        "benchmark_app": benchmark_app_p50(work / "model.xml", threads, seconds),
+        "benchmark_app": benchmark_app_p50(work / "model.xml", threads, seconds, shape),
         "bare_ort_session_run": bare_ort_p50(work / "model.onnx", work / "inputs.npy", threads, seconds, "run"),
     }  # fmt: skip
 
@@ -235,7 +239,7 @@ def main() -> int:
                    f"{args.threads} --seconds {args.seconds:g} --rounds {args.rounds}",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "host": {"cpu": cpu_model(), "machine": platform.machine(), "python": platform.python_version(),
-                 "cpu_flags": list(isa_flags())},
+                 "cpu_flags": [f for f in isa_flags() if f in ISA_RECORDED]},
         "versions": {"onnxruntime": onnxruntime.__version__, "openvino": openvino.__version__},
         "models": {name: {"input": list(models[name][1]), "macs": macs[name]} for name in models},
         "settings": {"threads": args.threads, "seconds": args.seconds, "rounds": args.rounds, "batch": 1,
