@@ -264,3 +264,15 @@ def test_the_recipes_budgets_are_the_default_and_flags_override_them(quick_run, 
     assert code == 1 and {c["budget"] for c in json.loads(out)["checks"]} == {"max_size_mb"}
     code, out, _ = run_cli(["gate", str(path), "--max-size-mb", "1000", "--json"], capsys)
     assert code == 0, out
+
+
+def test_rebench_of_a_run_directory_against_itself(quick_run, capsys):
+    # the run's bundle carries its ONNX variants: those are re-measured; an OpenVINO row is not in the bundle
+    code, out, _ = run_cli(["gate", str(quick_run), "--rebench", str(quick_run), "--max-p50-increase-pct", "50",
+                            "-a", "student-onnx-fp32", "-a", "student-openvino-*", "--rebench-rounds", "3",
+                            "--rebench-max-rounds", "6", "--json"], capsys)  # fmt: skip
+    checks = {c["artifact"]: c for c in json.loads(out)["checks"]}
+    assert checks["student-onnx-fp32"]["verdict"] == "pass", out
+    openvino = [c for name, c in checks.items() if name.startswith("student-openvino")]
+    assert openvino, "the quick run has OpenVINO rows"
+    assert code in (0, 3)  # never a fail against itself

@@ -17,7 +17,9 @@ from rich.table import Table
 from edgekd.errors import EdgekdError
 from edgekd.gate import (
     FAIL,
+    INCONCLUSIVE,
     PASS,
+    Check,
     evaluate,
     exit_code,
     load_budgets,
@@ -117,6 +119,12 @@ def gate(
             else None  # fmt: skip
         rebenched = rebench(Path(report), Path(rebench_from), names if names is not None else artifact,
                             budgets, threads or _run_threads(checked), policy)  # fmt: skip
+        if baseline_report is None:  # rows the bundles do not carry cannot fall back to a baseline report
+            why = ("not re-measured: the candidate's bundle does not carry this artifact (bundles carry the ONNX "
+                   "variants; engines are built where they run) and no baseline report was given (--baseline)")
+            for name in names or []:
+                rebenched.setdefault(name, [Check(name, b, budgets[b], None, INCONCLUSIVE, why)
+                                            for b in budgets if b in REBENCH_BUDGETS])  # fmt: skip
         notes.append(f"latency increases re-measured on this machine ({os.uname().nodename}) in one process, "
                      f"baseline and candidate interleaved (ABBA): a same-run comparison")
     else:
