@@ -45,6 +45,11 @@ class StageError(EdgekdError):
     exit_code = 1
 
 
+class UnsafePathError(EdgekdError):
+    """A run name or directory that edgekd will not create, write into or remove (outside its root, a symlink,
+    or not made by edgekd)."""
+
+
 # `edgekd gate` exit codes (the CLI's usage / bad-input code is EdgekdError.exit_code, 2)
 EXIT_GATE_PASS = 0
 EXIT_GATE_FAIL = 1
