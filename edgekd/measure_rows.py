@@ -98,10 +98,12 @@ def measure_rows(
     reference: TeacherReference | None = None,
     metric: str = ACCURACY,
     keep_outputs: dict[str, np.ndarray] | None = None,
+    factories: dict[str, tuple[str, dict[str, Any]]] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per artifact. Without `reference`, the teacher artifact (listed first) provides it. `metric`
     is the task's (accuracy, or cosine to the teacher for embedding encoders, whose rows carry no accuracy).
-    `keep_outputs`, when given, receives each measured artifact's outputs on `inputs` by name."""
+    `keep_outputs`, when given, receives each measured artifact's outputs on `inputs` by name. `factories`: the
+    recipe's (import path, kwargs) per PyTorch artifact name, the only source of code to build one."""
     skipped = skipped or {}
     student_outputs = reference.student_outputs if reference else None
     rows = []
@@ -115,7 +117,7 @@ def measure_rows(
             if artifact.name in skipped:
                 rows.append({**row, "status": "skipped", "reason": skipped[artifact.name], "flags": []})
                 continue
-            result = _measure_one(artifact, run_dir, workdir, settings, num_classes)
+            result = _measure_one(artifact, run_dir, workdir, settings, num_classes, (factories or {}).get(artifact.name))
             if result["status"] != "ok":
                 rows.append({**row, "status": "failed", "reason": result["reason"], "flags": []})
                 continue
@@ -167,12 +169,13 @@ def _quality(outputs: np.ndarray, labels: np.ndarray, reference: TeacherReferenc
 
 
 def _measure_one(artifact: Artifact, run_dir: Path, workdir: Path, settings: MeasureSettings,
-                 num_classes: int) -> dict[str, Any]:  # fmt: skip
+                 num_classes: int, factory: tuple[str, dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
     job = MeasureJob(
         artifact=artifact.to_dict(), run_dir=str(Path(run_dir).resolve()), inputs_path=str(workdir / "inputs.npy"),
         outputs_path=str(workdir / f"{artifact.name}.outputs.npy"), threads=settings.threads,
         num_classes=num_classes, eval_batch_size=settings.eval_batch_size, policy=asdict(settings.policy),
         batch_sizes=list(settings.throughput_batch_sizes), openvino_throughput=settings.openvino_throughput,
+        factory=None if factory is None else [factory[0], dict(factory[1])],
     )  # fmt: skip
     if settings.isolation == "subprocess":
         runs = 1 + 2 * len(settings.throughput_batch_sizes)

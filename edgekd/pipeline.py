@@ -93,7 +93,9 @@ def distill_and_export(
                                lambda: distill_stage(recipe, task, teacher, run_dir))  # fmt: skip
     if not distributed.is_main():
         return RunResult(run_dir, {})
-    student = load_saved_model(run_dir / "student.safetensors", recipe.student.architecture, task.num_classes)
+    factories = recipe_factories(recipe)
+    student = load_saved_model(run_dir / "student.safetensors", recipe.student.architecture, task.num_classes,
+                               factories["student"])  # fmt: skip
 
     export_key = stage_key({"export": recipe.export}, distill_key)
     stages["export"] = timed_stage(run_dir, "export", export_key, ["student.onnx"],
@@ -114,7 +116,7 @@ def distill_and_export(
     settings = MeasureSettings.from_recipe(dataclasses.asdict(recipe.measure), threads)
     outputs: dict[str, np.ndarray] = {}
     rows = measure_rows(artifacts + measured_here(engines, profiles), run_dir, task.x_test, task.y_test, settings,
-                        task.num_classes, skipped, metric=metric, keep_outputs=outputs)  # fmt: skip
+                        task.num_classes, skipped, metric=metric, keep_outputs=outputs, factories=factories)  # fmt: skip
     # the teacher's outputs from its measured row (at the report's eval batch size) travel in the bundle
     reference = TeacherReference.of(outputs["teacher"], task.y_test, metric, outputs.get("student"))
     stages["bundle"] = bundle_stage(recipe, task, run_dir, profiles, artifacts + engines, calibration, reference,
@@ -131,6 +133,13 @@ def distill_and_export(
         validate_report(report, "the new report")
     write_report(report, run_dir)
     return RunResult(run_dir, report)
+
+
+def recipe_factories(recipe: Recipe) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The recipe's factory (import path, kwargs) per PyTorch artifact: the only code a saved model is rebuilt with."""
+    teacher = recipe.teacher  # a Hugging Face directory wins over a factory (distill.stage.teacher_spec)
+    return {"teacher": ("", {}) if teacher.hf_dir else (teacher.factory, dict(teacher.factory_kwargs)),
+            "student": (recipe.student.factory, dict(recipe.student.factory_kwargs))}  # fmt: skip
 
 
 def _teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:

@@ -39,6 +39,9 @@ class MeasureJob:
     policy: dict[str, Any]  # TimingPolicy fields
     batch_sizes: list[int] = field(default_factory=lambda: [1])
     openvino_throughput: bool = True
+    # the recipe's (import path, kwargs) for a PyTorch artifact made by a user factory: code comes from the
+    # recipe, never from the run directory's .model.json
+    factory: list[Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,7 +119,8 @@ def run_job(job: MeasureJob, isolated: bool) -> dict[str, Any]:
     inputs = np.load(job.inputs_path)
     rss_before_load = _current_rss_bytes()
     t0 = time.perf_counter()
-    runner = load_runner(artifact, Path(job.run_dir), job.threads, job.num_classes)
+    factory = (job.factory[0], dict(job.factory[1])) if job.factory else None
+    runner = load_runner(artifact, Path(job.run_dir), job.threads, job.num_classes, factory)
     load_seconds = time.perf_counter() - t0
     outputs = predict(runner, inputs, job.eval_batch_size)
     with atomic_path(Path(job.outputs_path)) as tmp:

@@ -19,13 +19,13 @@ from safetensors.torch import load_file
 from torch import nn
 
 from edgekd.errors import CheckpointError, RecipeError
+from edgekd.factories import check_import_path, check_resolved
 
 
 def import_factory(spec: str, key: str) -> Any:
-    """Resolve `package.module:function` (the module must be importable: installed or on PYTHONPATH)."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise RecipeError(f"recipe key '{key}': '{spec}' must look like package.module:function")
+    """Resolve `package.module:function` (the module must be importable: installed or on PYTHONPATH). The path
+    is checked before the import and the callable after it (edgekd.factories): never stdlib or builtins."""
+    module_name, attr = check_import_path(spec, key)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -36,8 +36,7 @@ def import_factory(spec: str, key: str) -> Any:
         if not hasattr(target, part):
             raise RecipeError(f"recipe key '{key}': module '{module_name}' has no '{attr}'")
         target = getattr(target, part)
-    if not callable(target):
-        raise RecipeError(f"recipe key '{key}': '{spec}' is not callable")
+    check_resolved(target, spec, key)
     return target
 
 
