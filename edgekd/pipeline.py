@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import torch
 
 from edgekd import measure as m
 from edgekd.artifacts import Artifact
 from edgekd.distill import distributed, predict_logits
 from edgekd.distill.stage import distill_stage, teacher_stage
+from edgekd.errors import StageError
 from edgekd.export import check_parity, export_onnx
 from edgekd.fileio import write_text_atomic
 from edgekd.gate import report_verdicts
@@ -66,6 +68,7 @@ def distill_and_export(
     """Run every stage for `recipe` into `output_dir/<run_name>/`, resuming finished stages unless `fresh`.
     `openvino_precision` ("f32" / "auto") overrides the profiles' OpenVINO inference precision."""
     started = time.perf_counter()
+    profiles = target_profiles(recipe, openvino_precision)  # an unknown profile fails now, not after training
     run_dir = Path(output_dir) / (run_name or recipe.name)
     distributed.init_from_env()  # under torchrun: only the distill stage is shared, rank 0 does the rest
     if fresh and run_dir.exists() and distributed.is_main():
@@ -101,7 +104,6 @@ def distill_and_export(
     stages["export"] = timed_stage(run_dir, "export", export_key, ["student.onnx"],
                               lambda: _export(recipe, task, student, run_dir))  # fmt: skip
 
-    profiles = target_profiles(recipe, openvino_precision)
     activations = static_activations(recipe, profiles)
     quantize_key = stage_key({"quantize": recipe.quantize, "activations": activations}, export_key)
     quantized = [f"student.{variant}.onnx" for variant in recipe.quantize.variants]
@@ -116,7 +118,8 @@ def distill_and_export(
     settings = MeasureSettings.from_recipe(dataclasses.asdict(recipe.measure), threads)
     outputs: dict[str, np.ndarray] = {}
     rows = measure_rows(artifacts + measured_here(engines, profiles), run_dir, task.x_test, task.y_test, settings,
-                        task.num_classes, skipped, metric=metric, keep_outputs=outputs, factories=factories)  # fmt: skip
+                        task.num_classes, skipped, metric=metric, keep_outputs=outputs,
+                        factories=factories)  # fmt: skip
     # the teacher's outputs from its measured row (at the report's eval batch size) travel in the bundle
     reference = TeacherReference.of(outputs["teacher"], task.y_test, metric, outputs.get("student"))
     stages["bundle"] = bundle_stage(recipe, task, run_dir, profiles, artifacts + engines, calibration, reference,
@@ -151,6 +154,12 @@ def _teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path) -> tuple[torch
 def _export(recipe: Recipe, task: TaskData, student: torch.nn.Module, run_dir: Path) -> dict[str, Any]:
     path = run_dir / "student.onnx"
     export_onnx(student, task.x_test, task.input_name, path, recipe.export.opset)
+    written = max((o.version for o in onnx.load(str(path), load_external_data=False).opset_import
+                   if o.domain in ("", "ai.onnx")), default=None)  # fmt: skip
+    if written != recipe.export.opset:  # the report says the recipe's opset: it must be the file's
+        path.unlink(missing_ok=True)
+        raise StageError(f"export: asked for ONNX opset {recipe.export.opset}, the exporter wrote {written}; "
+                         "set export.opset to a version it writes (18 and newer)")  # fmt: skip
     onnx_logits = m.predict(get_runtime("onnxruntime").load(path, 1), task.x_test, batch_size=256)
     parity = check_parity(predict_logits(student, task.x_test), onnx_logits, recipe.export.parity_atol)
     return {"path": "student.onnx", "opset": recipe.export.opset, "parity": parity.to_dict()}
