@@ -33,11 +33,11 @@ from edgekd import __version__
 from edgekd import measure as m
 from edgekd.bundle_checks import BundleError, check_files, check_manifest_shape
 from edgekd.errors import RecipeError
-from edgekd.fileio import atomic_path, read_json, sha256_file, write_json_atomic
+from edgekd.fileio import atomic_path, raise_write_error, read_json, sha256_file, write_json_atomic
 from edgekd.measure.quality import ACCURACY, report_metric
 from edgekd.measure_rows import TeacherReference
 from edgekd.recipe import recipe_from_dict
-from edgekd.tasks.base import save_eval_split
+from edgekd.tasks.base import save_calibration_samples
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA_VERSION = "1.0"
@@ -67,12 +67,30 @@ def write_bundle(bundle_dir: Path, files: dict[str, Path],
     staging = bundle_dir.with_name(f".{bundle_dir.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    try:
+        manifest = _write_staging(staging, files, eval_samples, calibration, manifest)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)  # never leave a half bundle behind
+        raise_write_error(exc, Path(exc.filename or bundle_dir))
+        raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if bundle_dir.exists():
+        shutil.rmtree(bundle_dir)
+    staging.rename(bundle_dir)
+    return manifest
+
+
+def _write_staging(staging: Path, files: dict[str, Path],
+                   eval_samples: tuple[np.ndarray, np.ndarray, TeacherReference], calibration: np.ndarray,
+                   manifest: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
     input_name = manifest["input"]["name"]
     for rel, source in files.items():
         (staging / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, staging / rel)
     write_eval_samples(staging / EVAL_SAMPLES, *eval_samples, input_name)
-    save_eval_split(staging / CALIBRATION_SAMPLES, calibration, np.zeros(len(calibration), np.int64), input_name)
+    save_calibration_samples(staging / CALIBRATION_SAMPLES, calibration, input_name)
     listed = sorted(p for p in staging.rglob("*") if p.is_file())
     manifest = {
         "schema_version": MANIFEST_SCHEMA_VERSION,
@@ -85,9 +103,6 @@ def write_bundle(bundle_dir: Path, files: dict[str, Path],
                   for p in listed},  # fmt: skip
     }
     write_json_atomic(staging / MANIFEST, manifest)
-    if bundle_dir.exists():
-        shutil.rmtree(bundle_dir)
-    staging.rename(bundle_dir)
     return manifest
 
 

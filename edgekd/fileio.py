@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -10,6 +11,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from edgekd.errors import WriteError
 
 
 @contextlib.contextmanager
@@ -26,8 +29,23 @@ def atomic_path(final: Path) -> Iterator[Path]:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
+    except OSError as exc:
+        raise_write_error(exc, final)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+WRITE_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+                errno.EROFS: "the file system is read-only", errno.EFBIG: "the file is too large"}  # fmt: skip
+
+
+def raise_write_error(exc: OSError, path: Path) -> None:
+    """Turn a full disk (or quota, read-only file system) while writing `path` into a WriteError naming it;
+    other OSErrors return and are re-raised by the caller."""
+    if exc.errno in WRITE_ERRNOS:
+        raise WriteError(f"cannot write '{path}': {WRITE_ERRNOS[exc.errno]} ({exc.strerror}); nothing was "
+                         "replaced (the previous file, if any, is intact). Free space and run again") from exc
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -146,6 +146,19 @@ def measure_rows(
     return rows
 
 
+def require_a_measured_row(rows: list[dict[str, Any]], input_spec: dict[str, Any], inputs: np.ndarray) -> None:
+    """A run where no student row was measured has nothing to report: a StageError (exit 1) with the first
+    row's reason and the input the model expects against the samples it was given."""
+    students = [r for r in rows if r.get("role") != "teacher"]
+    if not students or any(r["status"] == "ok" for r in students):
+        return
+    first = next((r for r in students if r["status"] == "failed"), students[0])
+    raise StageError(f"measure: no artifact could be measured ({first['artifact']}: {first['reason']}); the model's "
+                     f"input '{input_spec['name']}' is {list(input_spec['shape'])} {input_spec['dtype']}, the eval "
+                     f"samples are {list(inputs.shape)} {inputs.dtype}. The report is written; fix the cause and run "
+                     "again")  # fmt: skip
+
+
 def student_parity(outputs: np.ndarray, student_outputs: np.ndarray, metric: str) -> dict[str, float]:
     """How far an artifact's outputs are from the fp32 PyTorch student's on the same samples: what export,
     quantization and the engine changed, apart from the distillation gap."""

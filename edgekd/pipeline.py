@@ -24,7 +24,7 @@ from edgekd.fileio import write_text_atomic
 from edgekd.gate import report_verdicts
 from edgekd.hardware import Profile
 from edgekd.measure.quality import ACCURACY, task_metric
-from edgekd.measure_rows import MeasureSettings, TeacherReference, measure_rows
+from edgekd.measure_rows import MeasureSettings, TeacherReference, measure_rows, require_a_measured_row
 from edgekd.models import count_parameters, load_saved_model
 from edgekd.progress import step
 from edgekd.quantize import quantize_int8_dynamic, quantize_int8_static
@@ -42,7 +42,7 @@ from edgekd.targets import (
     target_rows,
 )
 from edgekd.tasks import TaskData, load_task
-from edgekd.tasks.base import save_eval_split
+from edgekd.tasks.base import save_calibration_samples, save_eval_split
 
 TEST_SPLIT = "data/test.npz"
 CALIBRATION_SPLIT = "data/calibration.npz"
@@ -84,7 +84,7 @@ def distill_and_export(
     task = load_task(recipe.task, recipe.teacher.hf_dir, labelled_eval=metric == ACCURACY)
     save_eval_split(run_dir / TEST_SPLIT, task.x_test, task.y_test, task.input_name)
     calibration = task.calibration_samples(recipe.quantize.calibration_samples, recipe.task.seed)
-    save_eval_split(run_dir / CALIBRATION_SPLIT, calibration, np.zeros(len(calibration), np.int64), task.input_name)
+    save_calibration_samples(run_dir / CALIBRATION_SPLIT, calibration, task.input_name)
 
     stages: dict[str, Any] = {}
     teacher, stages["teacher"] = _teacher_stage(recipe, task, run_dir)
@@ -135,6 +135,7 @@ def distill_and_export(
         report["verdicts"] = verdicts
         validate_report(report, "the new report")
     write_report(report, run_dir)
+    require_a_measured_row(rows, task.input_spec(), task.x_test)
     return RunResult(run_dir, report)
 
 
