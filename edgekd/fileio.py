@@ -7,6 +7,8 @@ import errno
 import hashlib
 import json
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,3 +81,40 @@ def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
 def sha256_json(data: Any) -> str:
     """A stable hash of plain data (sorted keys), used to key caches and record recipe identity."""
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# atomic_path's temp names: "." + stem + "." + mkstemp's 8 random characters + ".tmp" + the real suffix
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9_-]+)?$")
+
+
+def is_stale_temp_name(name: str) -> bool:
+    return bool(_TEMP_NAME.match(name))
+
+
+def remove_stale_temps(directory: Path) -> list[Path]:
+    """Remove the temp files `atomic_path` left in `directory` (and below) when a process was killed before
+    renaming them; only names of its own pattern, never links. Call it where no write is in flight."""
+    removed = []
+    for path in sorted(Path(directory).rglob(".*.tmp*")):
+        if is_stale_temp_name(path.name) and path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temp_dirs(prefix: str) -> None:
+    """Remove `<tempdir>/<prefix><pid>-*` directories whose process is gone (a run killed while measuring)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+        pid = path.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and path.is_dir() and not path.is_symlink() and not _pid_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)

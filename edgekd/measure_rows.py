@@ -8,6 +8,7 @@ here from the outputs the workers wrote.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,11 +19,13 @@ import numpy as np
 from edgekd import measure as m
 from edgekd.artifacts import Artifact
 from edgekd.errors import EdgekdError, StageError
+from edgekd.fileio import remove_stale_temp_dirs
 from edgekd.measure.graph import count_macs, files_on_disk
 from edgekd.measure.quality import ACCURACY, TEACHER_COSINE
 from edgekd.measure.worker import MeasureJob, run_in_subprocess, run_job
 
 ISOLATION_MODES = ("subprocess", "in-process")
+MEASURE_TEMP_PREFIX = "edgekd-measure-"  # + the pid of the run that owns the directory
 STUDENT = "student"  # the fp32 PyTorch student's artifact: every other student row's parity reference
 
 
@@ -107,7 +110,8 @@ def measure_rows(
     skipped = skipped or {}
     student_outputs = reference.student_outputs if reference else None
     rows = []
-    with tempfile.TemporaryDirectory(prefix="edgekd-measure-") as tmp:
+    remove_stale_temp_dirs(MEASURE_TEMP_PREFIX)
+    with tempfile.TemporaryDirectory(prefix=f"{MEASURE_TEMP_PREFIX}{os.getpid()}-") as tmp:
         workdir = Path(tmp)
         np.save(workdir / "inputs.npy", inputs)
         for artifact in artifacts:

@@ -30,6 +30,7 @@ from edgekd.progress import step
 from edgekd.quantize import quantize_int8_dynamic, quantize_int8_static
 from edgekd.recipe import Recipe
 from edgekd.report import build_report, validate_report, write_report
+from edgekd.run_identity import check_same_models
 from edgekd.runtimes import get_runtime
 from edgekd.stages import stage_key, timed_stage
 from edgekd.targets import (
@@ -75,6 +76,7 @@ def distill_and_export(
         shutil.rmtree(run_dir)
     distributed.barrier()
     run_dir.mkdir(parents=True, exist_ok=True)
+    check_same_models(run_dir, recipe.to_dict())  # a run name reused for other models is refused
     write_text_atomic(run_dir / "recipe.toml", recipe.to_toml())
     threads = recipe.measure.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)

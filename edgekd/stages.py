@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgekd.fileio import sha256_file, sha256_json, write_json_atomic
+from edgekd.fileio import remove_stale_temps, sha256_file, sha256_json, write_json_atomic
 
 
 def stage_key(sections: dict[str, Any], upstream: str = "") -> str:
@@ -66,9 +66,12 @@ def run_stage(
 def timed_stage(run_dir: Path, name: str, key: str, outputs: list[str],
                 work: Callable[[], dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
     """`run_stage` announced on the progress line, its summary with whether it was reused and its seconds."""
+    from edgekd.distill.distributed import is_main
     from edgekd.progress import step
 
     step(name)
+    if is_main():  # no write is in flight here: temp files in the run directory are a killed run's leftovers
+        remove_stale_temps(run_dir)
     t0 = time.perf_counter()
     summary, reused = run_stage(run_dir, name, key, outputs, work)
     return {**summary, "reused": reused, "seconds": round(time.perf_counter() - t0, 3)}

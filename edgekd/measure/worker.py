@@ -158,6 +158,21 @@ def run_job(job: MeasureJob, isolated: bool) -> dict[str, Any]:
     }
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent() -> None:
+    """In the forked child before exec (Linux): the kernel sends SIGKILL to this worker when the process that
+    started it dies, even by kill -9, so no measurement keeps running for a run that is gone."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not glibc: the parent's timeout still bounds the worker
+        pass
+
+
 def run_in_subprocess(job: MeasureJob, workdir: Path, timeout_s: float) -> dict[str, Any]:
     """Run `job` in a fresh interpreter; a crash, a hang or no result becomes a failed result, never a raise."""
     import subprocess
@@ -172,7 +187,8 @@ def run_in_subprocess(job: MeasureJob, workdir: Path, timeout_s: float) -> dict[
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(search_path))}
     try:
         done = subprocess.run([sys.executable, "-m", "edgekd.measure.worker", str(job_path), str(result_path)],
-                              capture_output=True, text=True, env=env, timeout=timeout_s)  # fmt: skip
+                              capture_output=True, text=True, env=env, timeout=timeout_s,
+                              preexec_fn=die_with_parent if sys.platform == "linux" else None)  # fmt: skip
     except subprocess.TimeoutExpired:
         return {"status": "failed", "reason": f"measuring took longer than {timeout_s:.0f} s and was stopped"}
     if result_path.is_file():
