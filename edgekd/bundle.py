@@ -163,8 +163,8 @@ def verify_bundle(bundle_dir: Path) -> dict[str, Any]:
         raise BundleError(f"{manifest_path}: unsupported bundle schema '{version}'; upgrade edgekd on this device")
     check_manifest_shape(manifest, manifest_path)
     check_files(bundle_dir, manifest, manifest_path)
-    try:
-        recipe_from_dict(manifest["recipe"])  # its [measure] table sets how the device measures
+    try:  # its [measure] table sets how the device measures: read it complete and checked
+        manifest["recipe"] = recipe_from_dict(manifest["recipe"]).to_dict()
     except RecipeError as exc:
         raise BundleError(f"{manifest_path}: the recipe it carries is invalid: {exc}") from None
     return manifest
