@@ -128,14 +128,20 @@ def test_fuzzed_profiles(tmp_path, data):
     assert_one_line_exit_2(lambda: load_profile(path))
 
 
+@pytest.fixture(scope="module")
+def quick_report(quick_run) -> dict[str, Any]:
+    from edgekd.report import load_report
+
+    return load_report(quick_run / "report.json")
+
+
 @FUZZ
 @seed(16)
 @given(data=st.data())
-def test_fuzzed_budgets_files(quick_run, tmp_path, data):
+def test_fuzzed_budgets_files(quick_report, tmp_path, data):
     from edgekd.gate import evaluate, load_budgets
-    from edgekd.report import load_report
 
-    report = load_report(quick_run / "report.json")
+    report = quick_report
     base = {"budgets": {"max_accuracy_drop": 2.0, "max_p95_ms": 5.0, "min_throughput_per_s": 10}}
     path = tmp_path / "fuzzed-budgets.toml"
     path.write_bytes(data.draw(document_bytes(base)))
