@@ -37,6 +37,7 @@ from edgekd.fileio import atomic_path, raise_write_error, read_json, sha256_file
 from edgekd.measure.quality import ACCURACY, report_metric
 from edgekd.measure_rows import TeacherReference
 from edgekd.recipe import recipe_from_dict
+from edgekd.rundirs import remove_scratch_dir
 from edgekd.tasks.base import save_calibration_samples
 
 MANIFEST = "manifest.json"
@@ -65,19 +66,18 @@ def write_bundle(bundle_dir: Path, files: dict[str, Path],
     Built in a sibling directory and renamed into place, so a crash never leaves a half bundle."""
     bundle_dir = Path(bundle_dir)
     staging = bundle_dir.with_name(f".{bundle_dir.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
+    remove_scratch_dir(staging, bundle_dir.parent)  # a crashed run's half bundle
     staging.mkdir(parents=True)
     try:
         manifest = _write_staging(staging, files, eval_samples, calibration, manifest)
     except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)  # never leave a half bundle behind
+        remove_scratch_dir(staging, bundle_dir.parent)  # never leave a half bundle behind
         raise_write_error(exc, Path(exc.filename or bundle_dir))
         raise
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_scratch_dir(staging, bundle_dir.parent)
         raise
-    if bundle_dir.exists():
-        shutil.rmtree(bundle_dir)
+    remove_scratch_dir(bundle_dir, bundle_dir.parent)
     staging.rename(bundle_dir)
     return manifest
 

@@ -151,18 +151,21 @@ def test_a_full_disk_while_bundling_leaves_no_half_bundle(tmp_path, monkeypatch)
     from edgekd import bundle as bundle_module
     from edgekd.measure_rows import TeacherReference
 
-    (tmp_path / "student.onnx").write_bytes(b"model")
-    old = tmp_path / "bundle"
+    from edgekd.rundirs import claim_dir
+
+    run_dir = claim_dir(tmp_path / "run", "run")  # a bundle lives in a run directory edgekd made
+    (run_dir / "student.onnx").write_bytes(b"model")
+    old = run_dir / "bundle"
     old.mkdir()
     (old / "manifest.json").write_text("{}")
     reference = TeacherReference(np.zeros((3, 2), np.float32), 1.0)
-    args = (old, {"student.onnx": tmp_path / "student.onnx"}, (np.zeros((3, 4), np.float32), np.zeros(3, np.int64),
+    args = (old, {"student.onnx": run_dir / "student.onnx"}, (np.zeros((3, 4), np.float32), np.zeros(3, np.int64),
             reference), np.zeros((2, 4), np.float32), {"input": {"name": "x"}})  # fmt: skip
     monkeypatch.setattr(shutil, "copyfile", _disk_full)
     with pytest.raises(WriteError, match="the disk is full"):
         bundle_module.write_bundle(*args)
     monkeypatch.undo()
-    assert not (tmp_path / ".bundle.tmp").exists()
+    assert not (run_dir / ".bundle.tmp").exists()
     assert (old / "manifest.json").read_text() == "{}", "the previous bundle is intact"
     bundle_module.write_bundle(*args)  # with room on the disk it is written
     assert "files" in json.loads((old / "manifest.json").read_text())
@@ -227,12 +230,13 @@ def test_measure_dirs_of_dead_runs_are_removed(tmp_path, monkeypatch):
 
 
 def test_a_run_name_reused_for_other_models_is_refused_naming_the_difference(tmp_path, capsys):
-    run_dir = tmp_path / "out" / "digits"
-    run_dir.mkdir(parents=True)
+    from edgekd.rundirs import MARKER, claim_dir
+
+    run_dir = claim_dir(tmp_path / "out" / "digits", "run")
     write_text_atomic(run_dir / "recipe.toml", load_recipe(None, ["distill.epochs=4"]).to_toml())
     code, _, err = run_cli(["distill-and-export", "-o", str(tmp_path / "out"), "--epochs", "5"], capsys)
     assert code == 2 and "distill.epochs is 4 there, 5 now" in err and "--fresh" in err
-    assert sorted(p.name for p in run_dir.iterdir()) == ["recipe.toml"], "nothing was overwritten"
+    assert sorted(p.name for p in run_dir.iterdir()) == [MARKER, "recipe.toml"], "nothing was overwritten"
     check_same_models(run_dir, load_recipe(None, ["distill.epochs=4", "measure.preset=quick"]).to_dict())
 
 
