@@ -150,7 +150,6 @@ def test_a_full_disk_while_bundling_leaves_no_half_bundle(tmp_path, monkeypatch)
 
     from edgekd import bundle as bundle_module
     from edgekd.measure_rows import TeacherReference
-
     from edgekd.rundirs import claim_dir
 
     run_dir = claim_dir(tmp_path / "run", "run")  # a bundle lives in a run directory edgekd made
