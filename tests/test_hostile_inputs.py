@@ -286,3 +286,13 @@ def test_calibration_samples_hold_inputs_only(quick_run):
     for path in (quick_run / "data" / "calibration.npz", quick_run / "bundle" / "data" / "calibration.npz"):
         with np.load(path) as data:
             assert data.files == ["pixels"], path
+
+
+def test_a_git_lfs_pointer_in_a_hugging_face_directory_is_named(tmp_path):
+    from edgekd.models.hf import load_hf_encoder
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 8, "num_hidden_layers": 1,
+                                                      "num_attention_heads": 2, "intermediate_size": 16}))  # fmt: skip
+    (tmp_path / "model.safetensors").write_bytes(LFS)
+    with pytest.raises(CheckpointError, match="model.safetensors' is a git-LFS pointer.*git lfs pull"):
+        load_hf_encoder(tmp_path, "embedding", 0, 0)
