@@ -296,3 +296,11 @@ def test_a_git_lfs_pointer_in_a_hugging_face_directory_is_named(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(LFS)
     with pytest.raises(CheckpointError, match="model.safetensors' is a git-LFS pointer.*git lfs pull"):
         load_hf_encoder(tmp_path, "embedding", 0, 0)
+
+
+def test_the_gate_fails_closed_on_a_metric_the_report_lacks(quick_run, capsys):
+    """A classification run has no neighbour accuracy (an embedding figure): never a pass."""
+    code, out, _ = run_cli(["gate", str(quick_run), "--min-neighbour-accuracy", "1", "--json"], capsys)
+    checks = json.loads(out)["checks"]
+    assert code != 0 and json.loads(out)["verdict"] == "inconclusive"
+    assert checks and all(c["verdict"] == "inconclusive" and "not measured" in c["detail"] for c in checks)

@@ -259,3 +259,14 @@ def test_the_unsafe_member_checks_still_hold_with_dot_slash_names(tmp_path):
             tar.addfile(member, io.BytesIO(b"x"))
         with pytest.raises(BundleError, match="outside the bundle"):
             extract_bundle(tmp_path / "evil.tar.gz", tmp_path / "out")
+
+
+def test_fifo_and_hard_link_members_are_refused_before_anything_is_written(tmp_path):
+    for kind in (tarfile.FIFOTYPE, tarfile.LNKTYPE):
+        member = tarfile.TarInfo("bundle/odd")
+        member.type, member.linkname = kind, "bundle/manifest.json"
+        with tarfile.open(tmp_path / "odd.tar.gz", "w:gz") as tar:
+            tar.addfile(member)
+        with pytest.raises(BundleError, match="plain files"):
+            extract_bundle(tmp_path / "odd.tar.gz", tmp_path / "out")
+        assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*"))
