@@ -27,11 +27,18 @@ def first_difference(old: Any, new: Any, path: str = "") -> tuple[str, Any, Any]
     return None if old == new else (path, old, new)
 
 
+def _has_results(run_dir: Path) -> bool:
+    """Whether the earlier run left something a reuse would overwrite or mix: a report, a training log, a stage."""
+    return ((run_dir / "report.json").is_file() or (run_dir / "train.jsonl").is_file()
+            or any((run_dir / "stages").glob("*.json")))  # fmt: skip
+
+
 def check_same_models(run_dir: Path, recipe_data: dict[str, Any]) -> None:
     """Refuse to reuse `run_dir` when its recipe.toml trains other models than `recipe_data` (a recipe's dict)."""
-    saved = Path(run_dir) / "recipe.toml"
-    if not saved.is_file():
-        return
+    run_dir = Path(run_dir)
+    saved = run_dir / "recipe.toml"
+    if not saved.is_file() or not _has_results(run_dir):
+        return  # an attempt that stopped before any stage finished or training began: nothing to overwrite
     try:
         old = tomllib.loads(saved.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError):

@@ -233,9 +233,11 @@ def test_a_run_name_reused_for_other_models_is_refused_naming_the_difference(tmp
 
     run_dir = claim_dir(tmp_path / "out" / "digits", "run")
     write_text_atomic(run_dir / "recipe.toml", load_recipe(None, ["distill.epochs=4"]).to_toml())
+    check_same_models(run_dir, load_recipe(None, ["distill.epochs=5"]).to_dict())  # nothing finished: a retry
+    write_text_atomic(run_dir / "train.jsonl", '{"label": "teacher", "epoch": 1}\n')  # training had begun
     code, _, err = run_cli(["distill-and-export", "-o", str(tmp_path / "out"), "--epochs", "5"], capsys)
     assert code == 2 and "distill.epochs is 4 there, 5 now" in err and "--fresh" in err
-    assert sorted(p.name for p in run_dir.iterdir()) == [MARKER, "recipe.toml"], "nothing was overwritten"
+    assert sorted(p.name for p in run_dir.iterdir()) == [MARKER, "recipe.toml", "train.jsonl"], "nothing was changed"
     check_same_models(run_dir, load_recipe(None, ["distill.epochs=4", "measure.preset=quick"]).to_dict())
 
 
