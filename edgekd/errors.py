@@ -39,6 +39,10 @@ class CheckpointError(EdgekdError):
     """A model checkpoint is missing, unsafe to load, or does not fit the model."""
 
 
+class WriteError(EdgekdError):
+    """A file could not be written (disk full, quota, read-only); the message names it, the old one is intact."""
+
+
 class StageError(EdgekdError):
     """A pipeline stage failed in a way the user has to act on (the message names the stage)."""
 

@@ -23,6 +23,7 @@ from edgekd.errors import (
     EXIT_GATE_PASS,
     EdgekdError,
     RecipeError,
+    ReportError,
     did_you_mean,
 )
 from edgekd.measure.quality import TEACHER_COSINE, report_metric, row_value
@@ -110,15 +111,18 @@ def load_budgets(path: Path) -> dict[str, float]:
         raise RecipeError(f"budgets file '{path}' does not exist")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise RecipeError(f"budgets file '{path}' is not valid TOML: {exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"budgets file '{path}' is not valid UTF-8 TOML: {exc}") from None
     data = data.get("budgets", data)
+    if not isinstance(data, dict):
+        raise RecipeError(f"budgets file '{path}': 'budgets' must be a table of budgets (max_accuracy_drop = 2, "
+                          f"...), got {data!r}")  # fmt: skip
     budgets = {}
     for key, value in data.items():
         if key not in BUDGET_SPECS:
             raise RecipeError(f"budgets file '{path}': unknown budget '{key}'{did_you_mean(key, BUDGET_SPECS)}")
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise RecipeError(f"budgets file '{path}': '{key}' must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise RecipeError(f"budgets file '{path}': '{key}' must be a finite number, got {value!r}")
         budgets[key] = float(value)
     return budgets
 
@@ -142,7 +146,15 @@ def profile_budgets(profile: Any, metric: str = "accuracy") -> dict[str, float]:
 def recipe_budgets(report: dict[str, Any]) -> dict[str, float]:
     """The budgets the run's recipe declared ([budgets]; reports before they existed have none)."""
     declared = report.get("recipe", {}).get("budgets", {})
-    return {k: float(v) for k, v in declared.items() if k in BUDGET_SPECS}
+    if not isinstance(declared, dict):
+        raise ReportError(f"the report's recipe budgets are {declared!r}, not a table; the report was edited")
+    for key, value in declared.items():  # fail closed: a budget the gate cannot check is never a pass
+        if key not in BUDGET_SPECS:
+            raise ReportError(f"the report's recipe declares budget '{key}', which this edgekd does not know"
+                              f"{did_you_mean(key, BUDGET_SPECS)}; upgrade edgekd or fix the recipe's [budgets]")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ReportError(f"the report's recipe budget '{key}' is {value!r}, not a finite number")
+    return {k: float(v) for k, v in declared.items()}
 
 
 def report_verdicts(report: dict[str, Any]) -> dict[str, Any] | None:
