@@ -6,8 +6,9 @@ bundle/
   recipe.toml
   student*.onnx          the ONNX variants (fp32, int8 dynamic, int8 static QDQ)
   mobile/                ORT-format models + required_operators.config, when a mobile profile was selected
-  data/eval.npz          eval inputs (under the input name), labels, the teacher's and the fp32 student's outputs
-  data/calibration.npz   calibration inputs, for builders that calibrate on the device
+  data/eval.npz          eval inputs (under the graph's input names: input_ids, attention_mask, ... for a text
+                         encoder), labels, the teacher's and the fp32 student's outputs
+  data/calibration.npz   calibration inputs (the same names), for builders that calibrate on the device
 ```
 
 The teacher's logits travel with the eval samples so accuracy drop and agreement are computed on the device
@@ -30,6 +31,7 @@ from edgekd import __version__
 from edgekd.errors import EdgekdError
 from edgekd.fileio import atomic_path, read_json, sha256_file, write_json_atomic
 from edgekd.measure_rows import TeacherReference
+from edgekd.samples import Inputs, count, read_inputs, save_inputs
 from edgekd.tasks.base import save_eval_split
 
 MANIFEST = "manifest.json"
@@ -44,19 +46,24 @@ class BundleError(EdgekdError):
     """A bundle is missing, altered, or unsafe to extract."""
 
 
-def write_eval_samples(path: Path, inputs: np.ndarray, labels: np.ndarray, reference: TeacherReference,
+def write_eval_samples(path: Path, inputs: Inputs, labels: np.ndarray, reference: TeacherReference,
                        input_name: str) -> None:  # fmt: skip
-    """Inputs, labels, the teacher's outputs and (where measured) the fp32 PyTorch student's."""
-    arrays = {input_name: inputs, "labels": labels, TEACHER_LOGITS: reference.logits}
+    """Inputs (every one the graph takes, by name), labels, the teacher's outputs and (where measured) the fp32
+    PyTorch student's."""
+    arrays = {"labels": labels, TEACHER_LOGITS: reference.logits}
     if reference.student_outputs is not None:
         arrays[STUDENT_OUTPUTS] = reference.student_outputs
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+    save_inputs(path, inputs, input_name, **arrays)
+
+
+def manifest_input_names(manifest: dict[str, Any]) -> list[str]:
+    """The graph's input names a bundle's samples are stored under (one, or every input of a text encoder)."""
+    spec = manifest["input"]
+    return [entry["name"] for entry in spec["inputs"]] if "inputs" in spec else [spec["name"]]
 
 
 def write_bundle(bundle_dir: Path, files: dict[str, Path],
-                 eval_samples: tuple[np.ndarray, np.ndarray, TeacherReference], calibration: np.ndarray,
+                 eval_samples: tuple[Inputs, np.ndarray, TeacherReference], calibration: Inputs,
                  manifest: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
     """Write a fresh bundle: copy `files` (bundle path -> source), the samples, then the manifest last.
     Built in a sibling directory and renamed into place, so a crash never leaves a half bundle."""
@@ -69,7 +76,7 @@ def write_bundle(bundle_dir: Path, files: dict[str, Path],
         (staging / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, staging / rel)
     write_eval_samples(staging / EVAL_SAMPLES, *eval_samples, input_name)
-    save_eval_split(staging / CALIBRATION_SAMPLES, calibration, np.zeros(len(calibration), np.int64), input_name)
+    save_eval_split(staging / CALIBRATION_SAMPLES, calibration, np.zeros(count(calibration), np.int64), input_name)
     listed = sorted(p for p in staging.rglob("*") if p.is_file())
     manifest = {
         "schema_version": MANIFEST_SCHEMA_VERSION,
@@ -152,11 +159,16 @@ def verify_bundle(bundle_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def load_eval_samples(bundle_dir: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, TeacherReference]:
-    """Eval inputs, labels and the teacher reference (outputs, and accuracy at the recorded eval batch size;
-    None for an embedding teacher)."""
-    with np.load(bundle_dir / manifest["eval_samples"], allow_pickle=False) as data:
-        inputs, labels, logits = data[manifest["input"]["name"]], data["labels"], data[TEACHER_LOGITS]
+def load_eval_samples(bundle_dir: Path, manifest: dict[str, Any]) -> tuple[Inputs, np.ndarray, TeacherReference]:
+    """Eval inputs (every input the graph takes), labels and the teacher reference (outputs, and accuracy at the
+    recorded eval batch size; None for an embedding teacher)."""
+    path = bundle_dir / manifest["eval_samples"]
+    with np.load(path, allow_pickle=False) as data:
+        try:
+            inputs = read_inputs(data, manifest_input_names(manifest))
+        except KeyError as exc:
+            raise BundleError(f"bundle file '{manifest['eval_samples']}': {exc.args[0]}; rebuild the bundle") from None
+        labels, logits = data["labels"], data[TEACHER_LOGITS]
         student = data[STUDENT_OUTPUTS] if STUDENT_OUTPUTS in data.files else None  # bundles before 0.1 lack it
     accuracy = manifest["teacher"]["accuracy"]
     return inputs, labels, TeacherReference(logits, None if accuracy is None else float(accuracy), student)

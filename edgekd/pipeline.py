@@ -14,10 +14,11 @@ import numpy as np
 import torch
 
 from edgekd import measure as m
+from edgekd import samples
 from edgekd.artifacts import Artifact
-from edgekd.distill import distributed, predict_logits
+from edgekd.distill import distributed
 from edgekd.distill.stage import distill_stage, teacher_stage
-from edgekd.export import check_parity, export_onnx
+from edgekd.export import check_parity, check_shape_parity, export_onnx, onnx_interface
 from edgekd.fileio import write_text_atomic
 from edgekd.gate import report_verdicts
 from edgekd.hardware import Profile
@@ -29,6 +30,7 @@ from edgekd.quantize import quantize_int8_dynamic, quantize_int8_static
 from edgekd.recipe import Recipe
 from edgekd.report import build_report, validate_report, write_report
 from edgekd.runtimes import get_runtime
+from edgekd.runtimes.pytorch_runtime import runner_for_module
 from edgekd.stages import stage_key, timed_stage
 from edgekd.targets import (
     build_stage,
@@ -79,9 +81,10 @@ def distill_and_export(
     step(f"task '{recipe.task.name}'")
     metric = task_metric(recipe.teacher.hf_output)
     task = load_task(recipe.task, recipe.teacher.hf_dir, labelled_eval=metric == ACCURACY)
-    save_eval_split(run_dir / TEST_SPLIT, task.x_test, task.y_test, task.input_name)
+    save_eval_split(run_dir / TEST_SPLIT, task.inputs("test"), task.y_test, task.input_name)
     calibration = task.calibration_samples(recipe.quantize.calibration_samples, recipe.task.seed)
-    save_eval_split(run_dir / CALIBRATION_SPLIT, calibration, np.zeros(len(calibration), np.int64), task.input_name)
+    save_eval_split(run_dir / CALIBRATION_SPLIT, calibration, np.zeros(samples.count(calibration), np.int64),
+                    task.input_name)  # fmt: skip
 
     stages: dict[str, Any] = {}
     teacher, stages["teacher"] = _teacher_stage(recipe, task, run_dir)
@@ -113,8 +116,8 @@ def distill_and_export(
     step("measure")
     settings = MeasureSettings.from_recipe(dataclasses.asdict(recipe.measure), threads)
     outputs: dict[str, np.ndarray] = {}
-    rows = measure_rows(artifacts + measured_here(engines, profiles), run_dir, task.x_test, task.y_test, settings,
-                        task.num_classes, skipped, metric=metric, keep_outputs=outputs)  # fmt: skip
+    rows = measure_rows(artifacts + measured_here(engines, profiles), run_dir, task.inputs("test"), task.y_test,
+                        settings, task.num_classes, skipped, metric=metric, keep_outputs=outputs)  # fmt: skip
     # the teacher's outputs from its measured row (at the report's eval batch size) travel in the bundle
     reference = TeacherReference.of(outputs["teacher"], task.y_test, metric, outputs.get("student"))
     stages["bundle"] = bundle_stage(recipe, task, run_dir, profiles, artifacts + engines, calibration, reference,
@@ -141,10 +144,18 @@ def _teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path) -> tuple[torch
 
 def _export(recipe: Recipe, task: TaskData, student: torch.nn.Module, run_dir: Path) -> dict[str, Any]:
     path = run_dir / "student.onnx"
-    export_onnx(student, task.x_test, task.input_name, path, recipe.export.opset)
-    onnx_logits = m.predict(get_runtime("onnxruntime").load(path, 1), task.x_test, batch_size=256)
-    parity = check_parity(predict_logits(student, task.x_test), onnx_logits, recipe.export.parity_atol)
-    return {"path": "student.onnx", "opset": recipe.export.opset, "parity": parity.to_dict()}
+    inputs = task.inputs("test")
+    export_onnx(student, inputs, task.input_name, path, recipe.export.opset)
+    runner = get_runtime("onnxruntime").load(path, 1)
+    onnx_logits = m.predict(runner, inputs, batch_size=256)
+    reference = m.predict(runner_for_module(student, torch.get_num_threads()), inputs, batch_size=256)
+    parity = check_parity(reference, onnx_logits, recipe.export.parity_atol).to_dict()
+    shapes = check_shape_parity(student, runner, inputs, recipe.export.parity_atol)
+    if shapes:  # token inputs: also at shapes the export did not trace; every check must pass
+        parity = {**parity, "passed": parity["passed"] and all(s["passed"] for s in shapes), "shapes": shapes,
+                  "max_abs_diff": max([parity["max_abs_diff"], *(s["max_abs_diff"] for s in shapes)])}
+    return {"path": "student.onnx", "opset": recipe.export.opset, "parity": parity,
+            "inputs": onnx_interface(path)}  # fmt: skip
 
 
 def static_activations(recipe: Recipe, profiles: list[Profile]) -> str:

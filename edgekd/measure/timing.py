@@ -10,11 +10,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import numpy as np
 
+from edgekd import samples
 from edgekd.errors import RecipeError, did_you_mean
 from edgekd.runtimes.base import Runner
+from edgekd.samples import Inputs
 
 # A row whose standard deviation exceeds this fraction of its mean is flagged: the machine was busy, or the
 # runtime's timing is bimodal, and its percentiles should not be trusted to a few percent.
@@ -106,31 +109,52 @@ def summarize_ms(samples_ms: list[float]) -> LatencyStats:
     )
 
 
-def time_runs(runner: Runner, batch: np.ndarray, policy: TimingPolicy) -> list[float]:
+def time_runs(runner: Runner, batch: Inputs, policy: TimingPolicy) -> list[float]:
     """Per-run wall times in milliseconds, after warm-up."""
-    for _ in range(policy.warmup_runs):
-        runner(batch)
+    return time_cycling(runner, [batch], policy)
+
+
+def time_cycling(runner: Runner, batches: list[Inputs], policy: TimingPolicy) -> list[float]:
+    """Per-run wall times in milliseconds, each run on the next of `batches` (round robin), after warm-up."""
+    for i in range(policy.warmup_runs):
+        runner(batches[i % len(batches)])
     samples_ns: list[int] = []
     min_ns = int(policy.min_seconds * 1e9)
     started = time.perf_counter_ns()
     while len(samples_ns) < policy.min_runs or time.perf_counter_ns() - started < min_ns:
+        batch = batches[len(samples_ns) % len(batches)]
         t0 = time.perf_counter_ns()
         runner(batch)
         samples_ns.append(time.perf_counter_ns() - t0)
     return [ns / 1e6 for ns in samples_ns]
 
 
-def repeat_to_batch(inputs: np.ndarray, batch_size: int) -> np.ndarray:
+def repeat_to_batch(inputs: Inputs, batch_size: int) -> Inputs:
     """A batch of `batch_size` real samples (cycling through `inputs` if it has fewer)."""
-    return np.resize(inputs, (batch_size, *inputs.shape[1:])).astype(inputs.dtype)
+    return samples.repeat_to_batch(inputs, batch_size)
 
 
-def measure_latency(runner: Runner, sample: np.ndarray, policy: TimingPolicy) -> LatencyStats:
+def measure_latency(runner: Runner, sample: Inputs, policy: TimingPolicy) -> LatencyStats:
     """Latency at batch 1 on one real sample."""
-    return summarize_ms(time_runs(runner, sample[:1], policy))
+    return summarize_ms(time_runs(runner, samples.take(sample, slice(0, 1)), policy))
 
 
-def measure_throughput(runner: Runner, inputs: np.ndarray, batch_size: int, policy: TimingPolicy) -> float:
+def measure_latency_real_lengths(runner: Runner, inputs: Inputs, policy: TimingPolicy) -> dict[str, Any] | None:
+    """Latency at batch 1 over the eval samples, each cut to its real token count (what an app feeds), round
+    robin; with the lengths it ran at. None for inputs without an attention mask (no sequence to cut)."""
+    lengths = samples.real_lengths(inputs)
+    if lengths is None:
+        return None
+    batches = [samples.trim_to_length(samples.take(inputs, slice(i, i + 1)), max(int(n), 1))
+               for i, n in enumerate(lengths)]  # fmt: skip
+    stats = summarize_ms(time_cycling(runner, batches, policy))
+    return {**stats.to_dict(), "lengths": {"min": int(lengths.min()), "p50": float(np.median(lengths)),
+                                           "max": int(lengths.max()), "mean": float(lengths.mean()),
+                                           "samples": int(len(lengths)),
+                                           "padded_to": int(inputs[samples.MASK].shape[1])}}
+
+
+def measure_throughput(runner: Runner, inputs: Inputs, batch_size: int, policy: TimingPolicy) -> float:
     """Samples per second at `batch_size`, from the mean time of repeated full batches of real inputs."""
     samples_ms = time_runs(runner, repeat_to_batch(inputs, batch_size), policy)
     return batch_size / (sum(samples_ms) / len(samples_ms) / 1e3)

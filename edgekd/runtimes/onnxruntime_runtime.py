@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.runtimes.base import Runner, Runtime
+from edgekd.samples import Inputs, named
 
 
 def _version() -> str:
@@ -25,8 +26,8 @@ def _load(path: Path, threads: int) -> Runner:
     session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
 
-    def run(batch: np.ndarray) -> np.ndarray:
-        return session.run(None, {input_name: batch})[0]
+    def run(batch: Inputs) -> np.ndarray:
+        return session.run(None, named(batch, input_name))[0]
 
     return run
 

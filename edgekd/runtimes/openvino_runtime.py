@@ -16,6 +16,7 @@ import numpy as np
 from edgekd.errors import MissingDependencyError
 from edgekd.fileio import atomic_path
 from edgekd.runtimes.base import Runner, Runtime
+from edgekd.samples import Inputs
 
 PRECISION_KEY = ["edgekd", "inference_precision"]
 INFERENCE_PRECISIONS = ("auto", "f32")
@@ -69,11 +70,16 @@ def execution_precision(path: Path, threads: int = 1) -> str:
     return _compile(path, threads).get_property("INFERENCE_PRECISION_HINT").to_string()
 
 
+def feeds(batch: Inputs) -> dict:
+    """OpenVINO's input map: by position for a one-input model, by name for several."""
+    return dict(batch) if isinstance(batch, dict) else {0: batch}
+
+
 def _load(path: Path, threads: int) -> Runner:
     request = _compile(path, threads).create_infer_request()
 
-    def run(batch: np.ndarray) -> np.ndarray:
-        request.infer({0: batch})
+    def run(batch: Inputs) -> np.ndarray:
+        request.infer(feeds(batch))
         return request.get_output_tensor(0).data.copy()
 
     return run
