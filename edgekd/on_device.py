@@ -77,6 +77,8 @@ def _build_engines(
 ) -> tuple[list[Artifact], dict[str, str], dict[str, Any]]:
     """Build what this device needs (OpenVINO IR, ORT format, TensorRT engines) into `out_dir`."""
     sources = [a["path"] for a in manifest["artifacts"] if a["format"] == "onnx"]
+    if engines_build.FP32_ONNX in manifest.get("files", {}):  # engines build from the standard-op export, which
+        sources.append(engines_build.FP32_ONNX)  # is not the ORT fp32 row's graph for a transformer
     specs = [s for s in engines_build.specs_for(profile, sources) if s.format != "onnx"]  # ONNX files travel
     params = int(manifest["student"]["params"])
     spec = manifest["input"]

@@ -16,11 +16,13 @@ import torch
 from edgekd import measure as m
 from edgekd import samples
 from edgekd.artifacts import Artifact
+from edgekd.build import FP32_ONNX
 from edgekd.distill import distributed
 from edgekd.distill.stage import distill_stage, teacher_stage
 from edgekd.export import check_parity, check_shape_parity, export_onnx, onnx_interface
 from edgekd.fileio import write_text_atomic
 from edgekd.gate import report_verdicts
+from edgekd.graph_choice import choose_graph, ship_choice, transformer_candidates
 from edgekd.hardware import Profile
 from edgekd.measure.quality import ACCURACY, task_metric
 from edgekd.measure_rows import MeasureSettings, TeacherReference, measure_rows
@@ -45,6 +47,8 @@ from edgekd.tasks import TaskData, load_task
 from edgekd.tasks.base import save_eval_split
 
 TEST_SPLIT = "data/test.npz"
+ORT_GRAPH = "student.ort.onnx"  # a transformer's ONNX Runtime fp32 graph, chosen by measurement
+GRAPH_CHOICE_VERSION = 1  # bump when the candidates change, so finished runs choose again
 CALIBRATION_SPLIT = "data/calibration.npz"
 
 
@@ -109,8 +113,13 @@ def distill_and_export(
     stages["quantize"] = timed_stage(run_dir, "quantize", quantize_key, quantized,
                                 lambda: _quantize(recipe, task, run_dir, calibration, activations))  # fmt: skip
 
+    ort_fp32 = FP32_ONNX
+    if task.sequence_axis and hasattr(student, "hf"):  # a transformer encoder: its fastest ORT graph, measured
+        stages["graph"] = timed_stage(run_dir, "graph", stage_key({"graph": GRAPH_CHOICE_VERSION}, export_key),
+                                      [ORT_GRAPH], lambda: _choose_graph(recipe, task, student, run_dir, threads))
+        ort_fp32 = stages["graph"]["path"]
     student_params = count_parameters(student)
-    artifacts = _artifacts(recipe, stages["teacher"]["params"], student_params)
+    artifacts = _artifacts(recipe, stages["teacher"]["params"], student_params, ort_fp32)
     engines, skipped, stages["build"] = build_stage(recipe, task, run_dir, profiles, quantize_key, student_params)
 
     step("measure")
@@ -181,14 +190,30 @@ def _quantize(recipe: Recipe, task: TaskData, run_dir: Path, calibration: np.nda
     return summary
 
 
-def _artifacts(recipe: Recipe, teacher_params: int, student_params: int) -> list[Artifact]:
-    """Every artifact of the run, teacher first (it is the reference the others are compared with)."""
+def _choose_graph(recipe: Recipe, task: TaskData, student: torch.nn.Module, run_dir: Path,
+                  threads: int) -> dict[str, Any]:  # fmt: skip
+    """Time the exported graph against ORT's transformer optimizer's, fusions on and off; ship the fastest that
+    matches the export (to student.ort.onnx: the ONNX Runtime fp32 artifact; OpenVINO and TensorRT keep
+    building from the standard-op student.onnx)."""
+    config = student.hf.config
+    work = run_dir / "graphs"
+    work.mkdir(exist_ok=True)
+    candidates = transformer_candidates(run_dir / FP32_ONNX, work, config.num_attention_heads, config.hidden_size)
+    choice = choose_graph(candidates, task.inputs("test"), task.input_name, threads, recipe.export.parity_atol)
+    ship_choice(choice, run_dir / ORT_GRAPH)
+    return {**choice.to_dict(run_dir), "path": ORT_GRAPH}
+
+
+def _artifacts(recipe: Recipe, teacher_params: int, student_params: int,
+               ort_fp32: str = FP32_ONNX) -> list[Artifact]:  # fmt: skip
+    """Every artifact of the run, teacher first (it is the reference the others are compared with). `ort_fp32`:
+    the graph ONNX Runtime runs at fp32 (a transformer's chosen graph, else the export itself)."""
     items = [
         Artifact("teacher", "teacher", "teacher.safetensors", "pytorch", "pytorch", "fp32", teacher_params,
                  architecture=recipe.teacher.architecture),
         Artifact("student", "student", "student.safetensors", "pytorch", "pytorch", "fp32", student_params,
                  architecture=recipe.student.architecture),
-        Artifact("student-onnx-fp32", "student", "student.onnx", "onnx", "onnxruntime", "fp32", student_params,
+        Artifact("student-onnx-fp32", "student", ort_fp32, "onnx", "onnxruntime", "fp32", student_params,
                  source="student"),
     ]  # fmt: skip
     for variant in recipe.quantize.variants:

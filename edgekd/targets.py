@@ -99,6 +99,8 @@ def bundle_stage(
     teacher = next(a for a in artifacts if a.role == "teacher")
     shipped = [a for a in artifacts if a.format in ("onnx", "ort") and (run_dir / a.path).is_file()]
     files = {a.path: run_dir / a.path for a in shipped}
+    if (run_dir / engines_build.FP32_ONNX).is_file():  # the standard-op graph devices build their engines from
+        files[engines_build.FP32_ONNX] = run_dir / engines_build.FP32_ONNX
     if (run_dir / engines_build.MOBILE_CONFIG).is_file() and any(a.format == "ort" for a in shipped):
         files[engines_build.MOBILE_CONFIG] = run_dir / engines_build.MOBILE_CONFIG
     files["recipe.toml"] = run_dir / "recipe.toml"

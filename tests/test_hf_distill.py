@@ -77,6 +77,19 @@ def test_run_directory_carries_tokenizer_and_the_app_interface(hf_run):
     assert row["p50_ms_real_lengths"] > 0
 
 
+def test_the_student_loads_with_transformers_and_gives_the_same_logits(hf_run):
+    from transformers import AutoModelForSequenceClassification
+
+    directory = hf_run / "student-hf"
+    assert (directory / "model.safetensors").is_file() and not (directory / "modules.json").exists()
+    model = AutoModelForSequenceClassification.from_pretrained(str(directory), local_files_only=True).eval()
+    with np.load(hf_run / "bundle" / "data" / "eval.npz") as data:
+        feeds = {name: torch.from_numpy(data[name]) for name in ("input_ids", "attention_mask", "token_type_ids")}
+        expected = data["student_outputs"]  # the fp32 PyTorch student's, as edgekd measured it
+    with torch.inference_mode():
+        np.testing.assert_allclose(model(**feeds).logits.numpy(), expected, atol=1e-5)
+
+
 def report_parity(run_dir):
     return load_report(run_dir)["stages"]["export"]["parity"]
 

@@ -17,13 +17,11 @@ def _version() -> str:
 
 
 def _load(path: Path, threads: int) -> Runner:
-    import onnxruntime as ort
+    """A CPU session; a graph that edgekd chose with some ORT optimizers off (its metadata says which) gets them
+    off here too (edgekd.graph_choice)."""
+    from edgekd.graph_choice import disabled_optimizers, ort_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    session = ort_session(path, threads, disabled_optimizers(path))
     input_name = session.get_inputs()[0].name
 
     def run(batch: Inputs) -> np.ndarray:
