@@ -23,6 +23,7 @@ from torch import nn
 
 from edgekd.errors import StageError
 from edgekd.fileio import atomic_path
+from edgekd.measure.graph import DIM_KEY_PREFIX
 from edgekd.runtimes.base import Runner
 from edgekd.samples import Inputs, count, named, real_lengths, take, trim_to_length
 
@@ -86,6 +87,10 @@ def export_onnx(model: nn.Module, sample: Inputs, input_name: str, path: Path, o
             )
         except Exception as exc:  # the exporter raises many unrelated types; keep the cause chained
             raise StageError(f"export: torch.onnx.export failed for {path.name}: {exc}") from exc
+        if getattr(model, "dynamic_sequence", False):  # FLOPs and roofline bounds count the longest sequence
+            exported = onnx.load(str(tmp))
+            exported.metadata_props.add(key=f"{DIM_KEY_PREFIX}sequence", value=str(example[0].shape[1]))
+            onnx.save(exported, str(tmp))
         try:
             onnx.checker.check_model(str(tmp), full_check=True)
         except onnx.checker.ValidationError as exc:
