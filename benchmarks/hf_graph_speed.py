@@ -213,7 +213,8 @@ def main() -> None:
             models.append({**bench_model("minilm-3l", model, tokenizer, work, args.threads, args.rounds, args.runs),
                            "teacher_layers_kept": layers})  # fmt: skip
     flags = sorted(set(isa_flags()) & RECORDED_FLAGS)
-    result = {"created_at": datetime.now(UTC).isoformat(timespec="seconds"), "cpu": cpu_model(), "cpu_flags": flags, "machine": platform.machine(), "threads": args.threads,
+    result = {"created_at": datetime.now(UTC).isoformat(timespec="seconds"), "cpu": cpu_model(), "cpu_flags": flags,
+              "machine": platform.machine(), "threads": args.threads,
               "rounds": args.rounds, "runs": args.runs,
               "versions": {p: version(p) for p in ("onnxruntime", "torch", "transformers")},
               "command": "flock -x /tmp/edgekd-cpu.lock python benchmarks/hf_graph_speed.py "
