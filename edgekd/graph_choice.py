@@ -49,9 +49,12 @@ class GraphChoice:
 
 
 def disabled_optimizers(path: Path) -> list[str]:
-    """The ORT graph optimizers a graph asks to have switched off (its metadata), else []."""
+    """The ORT graph optimizers an ONNX graph asks to have switched off (its metadata), else [] (also for an
+    ORT-format model, which edgekd never chose a graph for)."""
     import onnx
 
+    if Path(path).suffix != ".onnx":
+        return []
     model = onnx.load(str(path), load_external_data=False)
     value = next((p.value for p in model.metadata_props if p.key == DISABLED_OPTIMIZERS_KEY), "")
     return [name for name in value.split(",") if name]

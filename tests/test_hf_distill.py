@@ -77,6 +77,19 @@ def test_run_directory_carries_tokenizer_and_the_app_interface(hf_run):
     assert row["p50_ms_real_lengths"] > 0
 
 
+def test_the_ort_graph_is_chosen_by_measurement_and_engines_keep_the_standard_graph(hf_run):
+    graph = load_report(hf_run)["stages"]["graph"]
+    assert graph["path"] == "student.ort.onnx" and graph["chosen"] in graph["candidates"]
+    assert graph["candidates"]["as-exported"]["ratio"] == 1.0 and graph["candidates"][graph["chosen"]]["passed"]
+    chosen = graph["candidates"][graph["chosen"]]
+    assert all(f["p50_ms"] >= chosen["p50_ms"] for f in graph["candidates"].values() if f["passed"])
+    rows = {r["artifact"]: r for r in load_report(hf_run)["rows"]}
+    assert rows["student-onnx-fp32"]["path"] == "student.ort.onnx"
+    assert (hf_run / "bundle" / "student.onnx").is_file() and (hf_run / "bundle" / "student.ort.onnx").is_file()
+    exported = onnx.load(str(hf_run / "student.onnx"))
+    assert not any(n.domain == "com.microsoft" for n in exported.graph.node)  # what OpenVINO / TensorRT build from
+
+
 def test_the_student_loads_with_transformers_and_gives_the_same_logits(hf_run):
     from transformers import AutoModelForSequenceClassification
 

@@ -9,6 +9,7 @@ import torch
 pytest.importorskip("transformers", reason="needs the hf extra: pip install \"edgekd[hf]\"")
 
 from edgekd.export import check_shape_parity, export_onnx, onnx_interface, parity_shapes  # noqa: E402
+from edgekd.measure.graph import count_macs  # noqa: E402
 from edgekd.models.hf import load_hf_encoder  # noqa: E402
 from edgekd.runtimes import get_runtime  # noqa: E402
 from tests.tiny_hf import make_tiny_bert  # noqa: E402
@@ -45,6 +46,8 @@ def test_inputs_outputs_and_dynamic_axes_are_the_apps(exported):
     expected = "logits" if model.output == "logits" else "sentence_embedding"
     assert [o["name"] for o in interface["outputs"]] == [expected]
     onnx.checker.check_model(str(path))
+    cost = count_macs(path)  # counted at the longest sequence exported (12), not at a dynamic axis pinned to 1
+    assert cost.uncounted_nodes == 0 and cost.macs >= 2 * 12 * 4 * 32 * 32  # the Q, K, V, O projections alone
 
 
 def test_parity_at_shapes_the_export_did_not_trace(exported):
