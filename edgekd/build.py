@@ -104,7 +104,8 @@ def to_artifact(spec: EngineSpec, params: int) -> Artifact:
 
 def build_engine(spec: EngineSpec, source_dir: Path, out_dir: Path, profile: Profile, **device: Any) -> None:
     """Build one artifact from its ONNX source into `out_dir`: an OpenVINO IR, an ORT-format model, the fp16
-    ONNX file, or a TensorRT engine (which needs `device`: input_name, sample_shape, max_batch)."""
+    ONNX file, or a TensorRT engine (which needs `device`: input_name (one, or a list), sample_shape, max_batch,
+    sequence_axis)."""
     source, target = source_dir / spec.source, out_dir / spec.path
     target.parent.mkdir(parents=True, exist_ok=True)
     if spec.format == "openvino-ir":
@@ -118,7 +119,8 @@ def build_engine(spec: EngineSpec, source_dir: Path, out_dir: Path, profile: Pro
         from edgekd.runtimes.tensorrt_runtime import build_engine as build_trt
 
         typed = tensorrt_onnx(spec.precision, source, target.with_suffix(".onnx"))
-        build_trt(typed, target, spec.precision, device["input_name"], device["sample_shape"], device["max_batch"])
+        build_trt(typed, target, spec.precision, device["input_name"], device["sample_shape"], device["max_batch"],
+                  sequence_axis=device.get("sequence_axis", False))  # fmt: skip
     elif spec.format != "onnx":
         raise StageError(f"build: no builder for format '{spec.format}' ({spec.artifact})")
 

@@ -6,8 +6,9 @@ bundle/
   recipe.toml
   student*.onnx          the ONNX variants (fp32, int8 dynamic, int8 static QDQ)
   mobile/                ORT-format models + required_operators.config, when a mobile profile was selected
-  data/eval.npz          eval inputs (under the input name), labels, the teacher's and the fp32 student's outputs
-  data/calibration.npz   calibration inputs, for builders that calibrate on the device
+  data/eval.npz          eval inputs (under the graph's input names: input_ids, attention_mask, ... for a text
+                         encoder), labels, the teacher's and the fp32 student's outputs
+  data/calibration.npz   calibration inputs (the same names), for builders that calibrate on the device
 ```
 
 The teacher's logits travel with the eval samples so accuracy drop and agreement are computed on the device
@@ -38,6 +39,7 @@ from edgekd.measure.quality import ACCURACY, report_metric
 from edgekd.measure_rows import TeacherReference
 from edgekd.recipe import recipe_from_dict
 from edgekd.rundirs import remove_scratch_dir
+from edgekd.samples import Inputs, count, read_inputs, save_inputs
 from edgekd.tasks.base import save_calibration_samples
 
 MANIFEST = "manifest.json"
@@ -48,19 +50,24 @@ TEACHER_LOGITS = "teacher_logits"
 STUDENT_OUTPUTS = "student_outputs"  # the fp32 PyTorch student's: the parity reference on the device
 
 
-def write_eval_samples(path: Path, inputs: np.ndarray, labels: np.ndarray, reference: TeacherReference,
+def write_eval_samples(path: Path, inputs: Inputs, labels: np.ndarray, reference: TeacherReference,
                        input_name: str) -> None:  # fmt: skip
-    """Inputs, labels, the teacher's outputs and (where measured) the fp32 PyTorch student's."""
-    arrays = {input_name: inputs, "labels": labels, TEACHER_LOGITS: reference.logits}
+    """Inputs (every one the graph takes, by name), labels, the teacher's outputs and (where measured) the fp32
+    PyTorch student's."""
+    arrays = {"labels": labels, TEACHER_LOGITS: reference.logits}
     if reference.student_outputs is not None:
         arrays[STUDENT_OUTPUTS] = reference.student_outputs
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+    save_inputs(path, inputs, input_name, **arrays)
+
+
+def manifest_input_names(manifest: dict[str, Any]) -> list[str]:
+    """The graph's input names a bundle's samples are stored under (one, or every input of a text encoder)."""
+    spec = manifest["input"]
+    return [entry["name"] for entry in spec["inputs"]] if "inputs" in spec else [spec["name"]]
 
 
 def write_bundle(bundle_dir: Path, files: dict[str, Path],
-                 eval_samples: tuple[np.ndarray, np.ndarray, TeacherReference], calibration: np.ndarray,
+                 eval_samples: tuple[Inputs, np.ndarray, TeacherReference], calibration: Inputs,
                  manifest: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
     """Write a fresh bundle: copy `files` (bundle path -> source), the samples, then the manifest last.
     Built in a sibling directory and renamed into place, so a crash never leaves a half bundle."""
@@ -170,19 +177,20 @@ def verify_bundle(bundle_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def load_eval_samples(bundle_dir: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, TeacherReference]:
-    """Eval inputs, labels and the teacher reference (outputs, and accuracy at the recorded eval batch size;
-    None for an embedding teacher). The accuracy is recomputed from the checksummed teacher logits and labels:
-    a manifest figure that disagrees was edited, and is refused."""
+def load_eval_samples(bundle_dir: Path, manifest: dict[str, Any]) -> tuple[Inputs, np.ndarray, TeacherReference]:
+    """Eval inputs (every input the graph takes), labels and the teacher reference (outputs, and accuracy at the
+    recorded eval batch size; None for an embedding teacher). The accuracy is recomputed from the checksummed
+    teacher logits and labels: a manifest figure that disagrees was edited, and is refused."""
     path = bundle_dir / manifest["eval_samples"]
-    name = manifest["input"]["name"]
     try:
         with np.load(path, allow_pickle=False) as data:
-            inputs, labels, logits = data[name], data["labels"], data[TEACHER_LOGITS]
+            inputs = read_inputs(data, manifest_input_names(manifest))
+            labels, logits = data["labels"], data[TEACHER_LOGITS]
             student = data[STUDENT_OUTPUTS] if STUDENT_OUTPUTS in data.files else None  # bundles before 0.1 lack it
     except (KeyError, ValueError, OSError) as exc:
-        raise BundleError(f"bundle file '{manifest['eval_samples']}' does not hold the eval samples under "
-                          f"'{name}', 'labels' and '{TEACHER_LOGITS}': {exc}") from None  # fmt: skip
+        reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise BundleError(f"bundle file '{manifest['eval_samples']}' does not hold the eval samples (the model's "
+                          f"inputs, 'labels' and '{TEACHER_LOGITS}'): {reason}; rebuild the bundle") from None
     _check_eval_inputs(inputs, labels, logits, manifest)
     accuracy = manifest["teacher"]["accuracy"]
     if report_metric(manifest) == ACCURACY:
@@ -195,8 +203,15 @@ def load_eval_samples(bundle_dir: Path, manifest: dict[str, Any]) -> tuple[np.nd
     return inputs, labels, TeacherReference(logits, None if accuracy is None else float(accuracy), student)
 
 
-def _check_eval_inputs(inputs: np.ndarray, labels: np.ndarray, logits: np.ndarray, manifest: dict[str, Any]) -> None:
-    """The eval inputs have the manifest's input shape and dtype, one label and one teacher output per sample."""
+def _check_eval_inputs(inputs: Inputs, labels: np.ndarray, logits: np.ndarray, manifest: dict[str, Any]) -> None:
+    """The eval inputs have the manifest's input shape and dtype, one label and one teacher output per sample.
+    Token models (several named inputs) are checked for one label and one output per sample."""
+    if isinstance(inputs, dict):
+        samples_count = count(inputs)
+        if not (len(labels) == len(logits) == samples_count) or logits.ndim != 2:
+            raise BundleError(f"'{manifest['eval_samples']}': {samples_count} inputs, {len(labels)} labels and "
+                              f"teacher outputs shaped {list(logits.shape)} do not belong together")  # fmt: skip
+        return
     spec = manifest["input"]
     want = [d if isinstance(d, int) else None for d in spec["shape"][1:]]
     got = list(inputs.shape[1:])

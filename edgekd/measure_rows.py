@@ -23,6 +23,7 @@ from edgekd.fileio import remove_stale_temp_dirs
 from edgekd.measure.graph import count_macs, files_on_disk
 from edgekd.measure.quality import ACCURACY, TEACHER_COSINE
 from edgekd.measure.worker import MeasureJob, run_in_subprocess, run_job
+from edgekd.samples import Inputs, save_inputs
 
 ISOLATION_MODES = ("subprocess", "in-process")
 MEASURE_TEMP_PREFIX = "edgekd-measure-"  # + the pid of the run that owns the directory
@@ -95,7 +96,7 @@ class TeacherReference:
 def measure_rows(
     artifacts: list[Artifact],
     run_dir: Path,
-    inputs: np.ndarray,
+    inputs: Inputs,
     labels: np.ndarray,
     settings: MeasureSettings,
     num_classes: int,
@@ -115,7 +116,7 @@ def measure_rows(
     remove_stale_temp_dirs(MEASURE_TEMP_PREFIX)
     with tempfile.TemporaryDirectory(prefix=f"{MEASURE_TEMP_PREFIX}{os.getpid()}-") as tmp:
         workdir = Path(tmp)
-        np.save(workdir / "inputs.npy", inputs)
+        save_inputs(workdir / "inputs.npz", inputs, "input")
         for artifact in artifacts:
             row: dict[str, Any] = {"artifact": artifact.name, **artifact.to_dict(), "target": settings.target,
                                    "threads": settings.threads}  # fmt: skip
@@ -213,7 +214,7 @@ def _quality(outputs: np.ndarray, labels: np.ndarray, reference: TeacherReferenc
 def _measure_one(artifact: Artifact, run_dir: Path, workdir: Path, settings: MeasureSettings,
                  num_classes: int, factory: tuple[str, dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
     job = MeasureJob(
-        artifact=artifact.to_dict(), run_dir=str(Path(run_dir).resolve()), inputs_path=str(workdir / "inputs.npy"),
+        artifact=artifact.to_dict(), run_dir=str(Path(run_dir).resolve()), inputs_path=str(workdir / "inputs.npz"),
         outputs_path=str(workdir / f"{artifact.name}.outputs.npy"), threads=settings.threads,
         num_classes=num_classes, eval_batch_size=settings.eval_batch_size, policy=asdict(settings.policy),
         batch_sizes=list(settings.throughput_batch_sizes), openvino_throughput=settings.openvino_throughput,
@@ -240,6 +241,7 @@ def _row_figures(artifact: Artifact, run_dir: Path, result: dict[str, Any],
         "size_bytes": sum(f.stat().st_size for f in files_on_disk(artifact.files(run_dir), artifact.format)),
         **quality,
         "latency_ms": result["latency_ms"],
+        **_real_length_figures(result.get("latency_real_lengths_ms")),
         "throughput_per_s": largest["per_s"],
         "batch_size": largest["batch_size"],
         "throughput": result["throughput"],
@@ -259,6 +261,13 @@ def _row_figures(artifact: Artifact, run_dir: Path, result: dict[str, Any],
     if mismatch:
         figures["flags"].append(_flag("precision-mismatch", mismatch))
     return figures
+
+
+def _real_length_figures(real: dict[str, Any] | None) -> dict[str, Any]:
+    """Token models: batch-1 latency with each eval text at its own length (`latency_ms` is at the longest)."""
+    if real is None:
+        return {}
+    return {"p50_ms_real_lengths": real["p50"], "latency_real_lengths_ms": real}
 
 
 def _flag(code: str, message: str) -> dict[str, str]:

@@ -19,7 +19,7 @@ from edgekd import __version__
 from edgekd import build as engines_build
 from edgekd import measure as m
 from edgekd.artifacts import Artifact
-from edgekd.bundle import BundleError, extract_bundle, load_eval_samples, verify_bundle
+from edgekd.bundle import BundleError, extract_bundle, load_eval_samples, manifest_input_names, verify_bundle
 from edgekd.errors import EdgekdError, ReportError
 from edgekd.fileio import write_json_atomic
 from edgekd.hardware import Profile, device_mismatch_reason, runtime_reason
@@ -30,6 +30,7 @@ from edgekd.report import SCHEMA_VERSION, load_report, validate_report, write_re
 from edgekd.rundirs import claim_dir, remove_scratch_dir
 from edgekd.runtimes import runtime_versions
 from edgekd.runtimes.tensorrt_runtime import TRTEXEC_ONLY
+from edgekd.samples import take
 
 
 def first_line(exc: BaseException) -> str:
@@ -82,10 +83,14 @@ def _build_engines(
     """Build what this device needs (OpenVINO IR, ORT format, TensorRT engines) into `out_dir`; returns the
     artifacts, the reasons for those not built, what was built, and which of them failed to build."""
     sources = [a["path"] for a in manifest["artifacts"] if a["format"] == "onnx"]
+    if engines_build.FP32_ONNX in manifest.get("files", {}):  # engines build from the standard-op export, which
+        sources.append(engines_build.FP32_ONNX)  # is not the ORT fp32 row's graph for a transformer
     specs = [s for s in engines_build.specs_for(profile, sources) if s.format != "onnx"]  # ONNX files travel
     params = int(manifest["student"]["params"])
-    device = {"input_name": manifest["input"]["name"], "sample_shape": tuple(manifest["input"]["shape"][1:]),
-              "max_batch": max(settings.throughput_batch_size, settings.eval_batch_size)}  # fmt: skip
+    spec = manifest["input"]
+    device = {"input_name": manifest_input_names(manifest), "sample_shape": tuple(spec.get("max_shape",
+              spec["shape"])[1:]), "max_batch": max(settings.throughput_batch_size, settings.eval_batch_size),
+              "sequence_axis": "sequence" in spec["shape"]}  # fmt: skip
     skipped: dict[str, str] = {}
     built: dict[str, Any] = {}
     failed: set[str] = set()
@@ -115,7 +120,7 @@ def _add_gpu_compute(rows: list[dict[str, Any]], out_dir: Path, settings: Measur
         if row["status"] == "ok" and row["runtime"] == "tensorrt":
             engine = out_dir / row["path"]
             row["build"] = check_engine(engine)
-            samples = TensorrtRunner(engine).gpu_compute_ms(inputs[:1], settings.policy.warmup_runs,
+            samples = TensorrtRunner(engine).gpu_compute_ms(take(inputs, slice(0, 1)), settings.policy.warmup_runs,
                                                             max(settings.policy.min_runs, 100))  # fmt: skip
             row["gpu_compute_ms"] = m.summarize_ms(samples).to_dict()
 

@@ -15,12 +15,14 @@ import torch
 
 from edgekd import measure as m
 from edgekd.artifacts import Artifact
-from edgekd.distill import distributed, predict_logits
+from edgekd.build import FP32_ONNX
+from edgekd.distill import distributed
 from edgekd.distill.stage import distill_stage, teacher_stage
 from edgekd.errors import StageError
-from edgekd.export import check_parity, export_onnx
+from edgekd.export import check_parity, check_shape_parity, export_onnx, onnx_interface
 from edgekd.fileio import write_text_atomic
 from edgekd.gate import report_verdicts
+from edgekd.graph_choice import choose_graph, ship_choice, transformer_candidates
 from edgekd.hardware import Profile
 from edgekd.measure.quality import ACCURACY, task_metric
 from edgekd.measure_rows import MeasureSettings, TeacherReference, measure_rows, require_a_measured_row
@@ -32,6 +34,7 @@ from edgekd.report import build_report, validate_report, write_report
 from edgekd.run_identity import check_same_models
 from edgekd.rundirs import check_run_name, claim_dir, remove_owned_dir
 from edgekd.runtimes import get_runtime
+from edgekd.runtimes.pytorch_runtime import runner_for_module
 from edgekd.stages import stage_key, timed_stage
 from edgekd.targets import (
     build_stage,
@@ -46,6 +49,8 @@ from edgekd.tasks import TaskData, load_task
 from edgekd.tasks.base import save_calibration_samples, save_eval_split
 
 TEST_SPLIT = "data/test.npz"
+ORT_GRAPH = "student.ort.onnx"  # a transformer's ONNX Runtime fp32 graph, chosen by measurement
+GRAPH_CHOICE_VERSION = 1  # bump when the candidates change, so finished runs choose again
 CALIBRATION_SPLIT = "data/calibration.npz"
 
 
@@ -90,7 +95,7 @@ def distill_and_export(
     step(f"task '{recipe.task.name}'")
     metric = task_metric(recipe.teacher.hf_output)
     task = load_task(recipe.task, recipe.teacher.hf_dir, labelled_eval=metric == ACCURACY)
-    save_eval_split(run_dir / TEST_SPLIT, task.x_test, task.y_test, task.input_name)
+    save_eval_split(run_dir / TEST_SPLIT, task.inputs("test"), task.y_test, task.input_name)
     calibration = task.calibration_samples(recipe.quantize.calibration_samples, recipe.task.seed)
     save_calibration_samples(run_dir / CALIBRATION_SPLIT, calibration, task.input_name)
 
@@ -118,15 +123,20 @@ def distill_and_export(
     stages["quantize"] = timed_stage(run_dir, "quantize", quantize_key, quantized,
                                 lambda: _quantize(recipe, task, run_dir, calibration, activations))  # fmt: skip
 
+    ort_fp32 = FP32_ONNX
+    if task.sequence_axis and hasattr(student, "hf"):  # a transformer encoder: its fastest ORT graph, measured
+        stages["graph"] = timed_stage(run_dir, "graph", stage_key({"graph": GRAPH_CHOICE_VERSION}, export_key),
+                                      [ORT_GRAPH], lambda: _choose_graph(recipe, task, student, run_dir, threads))
+        ort_fp32 = stages["graph"]["path"]
     student_params = count_parameters(student)
-    artifacts = _artifacts(recipe, stages["teacher"]["params"], student_params)
+    artifacts = _artifacts(recipe, stages["teacher"]["params"], student_params, ort_fp32)
     engines, skipped, stages["build"] = build_stage(recipe, task, run_dir, profiles, quantize_key, student_params)
 
     step("measure")
     settings = MeasureSettings.from_recipe(dataclasses.asdict(recipe.measure), threads)
     outputs: dict[str, np.ndarray] = {}
-    rows = measure_rows(artifacts + measured_here(engines, profiles), run_dir, task.x_test, task.y_test, settings,
-                        task.num_classes, skipped, metric=metric, keep_outputs=outputs,
+    rows = measure_rows(artifacts + measured_here(engines, profiles), run_dir, task.inputs("test"), task.y_test,
+                        settings, task.num_classes, skipped, metric=metric, keep_outputs=outputs,
                         factories=factories)  # fmt: skip
     # the teacher's outputs from its measured row (at the report's eval batch size) travel in the bundle
     reference = TeacherReference.of(outputs["teacher"], task.y_test, metric, outputs.get("student"))
@@ -162,16 +172,24 @@ def _teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path) -> tuple[torch
 
 def _export(recipe: Recipe, task: TaskData, student: torch.nn.Module, run_dir: Path) -> dict[str, Any]:
     path = run_dir / "student.onnx"
-    export_onnx(student, task.x_test, task.input_name, path, recipe.export.opset)
+    inputs = task.inputs("test")
+    export_onnx(student, inputs, task.input_name, path, recipe.export.opset)
     written = max((o.version for o in onnx.load(str(path), load_external_data=False).opset_import
                    if o.domain in ("", "ai.onnx")), default=None)  # fmt: skip
     if written != recipe.export.opset:  # the report says the recipe's opset: it must be the file's
         path.unlink(missing_ok=True)
         raise StageError(f"export: asked for ONNX opset {recipe.export.opset}, the exporter wrote {written}; "
                          "set export.opset to a version it writes (18 and newer)")  # fmt: skip
-    onnx_logits = m.predict(get_runtime("onnxruntime").load(path, 1), task.x_test, batch_size=256)
-    parity = check_parity(predict_logits(student, task.x_test), onnx_logits, recipe.export.parity_atol)
-    return {"path": "student.onnx", "opset": recipe.export.opset, "parity": parity.to_dict()}
+    runner = get_runtime("onnxruntime").load(path, 1)
+    onnx_logits = m.predict(runner, inputs, batch_size=256)
+    reference = m.predict(runner_for_module(student, torch.get_num_threads()), inputs, batch_size=256)
+    parity = check_parity(reference, onnx_logits, recipe.export.parity_atol).to_dict()
+    shapes = check_shape_parity(student, runner, inputs, recipe.export.parity_atol)
+    if shapes:  # token inputs: also at shapes the export did not trace; every check must pass
+        parity = {**parity, "passed": parity["passed"] and all(s["passed"] for s in shapes), "shapes": shapes,
+                  "max_abs_diff": max([parity["max_abs_diff"], *(s["max_abs_diff"] for s in shapes)])}
+    return {"path": "student.onnx", "opset": recipe.export.opset, "parity": parity,
+            "inputs": onnx_interface(path)}  # fmt: skip
 
 
 def static_activations(recipe: Recipe, profiles: list[Profile]) -> str:
@@ -197,14 +215,30 @@ def _quantize(recipe: Recipe, task: TaskData, run_dir: Path, calibration: np.nda
     return summary
 
 
-def _artifacts(recipe: Recipe, teacher_params: int, student_params: int) -> list[Artifact]:
-    """Every artifact of the run, teacher first (it is the reference the others are compared with)."""
+def _choose_graph(recipe: Recipe, task: TaskData, student: torch.nn.Module, run_dir: Path,
+                  threads: int) -> dict[str, Any]:  # fmt: skip
+    """Time the exported graph against ORT's transformer optimizer's, fusions on and off; ship the fastest that
+    matches the export (to student.ort.onnx: the ONNX Runtime fp32 artifact; OpenVINO and TensorRT keep
+    building from the standard-op student.onnx)."""
+    config = student.hf.config
+    work = run_dir / "graphs"
+    work.mkdir(exist_ok=True)
+    candidates = transformer_candidates(run_dir / FP32_ONNX, work, config.num_attention_heads, config.hidden_size)
+    choice = choose_graph(candidates, task.inputs("test"), task.input_name, threads, recipe.export.parity_atol)
+    ship_choice(choice, run_dir / ORT_GRAPH)
+    return {**choice.to_dict(run_dir), "path": ORT_GRAPH}
+
+
+def _artifacts(recipe: Recipe, teacher_params: int, student_params: int,
+               ort_fp32: str = FP32_ONNX) -> list[Artifact]:  # fmt: skip
+    """Every artifact of the run, teacher first (it is the reference the others are compared with). `ort_fp32`:
+    the graph ONNX Runtime runs at fp32 (a transformer's chosen graph, else the export itself)."""
     items = [
         Artifact("teacher", "teacher", "teacher.safetensors", "pytorch", "pytorch", "fp32", teacher_params,
                  architecture=recipe.teacher.architecture),
         Artifact("student", "student", "student.safetensors", "pytorch", "pytorch", "fp32", student_params,
                  architecture=recipe.student.architecture),
-        Artifact("student-onnx-fp32", "student", "student.onnx", "onnx", "onnxruntime", "fp32", student_params,
+        Artifact("student-onnx-fp32", "student", ort_fp32, "onnx", "onnxruntime", "fp32", student_params,
                  source="student"),
     ]  # fmt: skip
     for variant in recipe.quantize.variants:

@@ -17,13 +17,14 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from edgekd.fileio import atomic_path
+from edgekd.samples import Inputs, count, named, take
 
 
 class _ArrayReader(CalibrationDataReader):
-    """Feeds calibration samples one at a time under the model's input name."""
+    """Feeds calibration samples one at a time under the model's input name (or names: see edgekd.samples)."""
 
-    def __init__(self, input_name: str, samples: np.ndarray):
-        self._items = iter([{input_name: samples[i : i + 1]} for i in range(len(samples))])
+    def __init__(self, input_name: str, samples: Inputs):
+        self._items = iter([named(take(samples, slice(i, i + 1)), input_name) for i in range(count(samples))])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._items, None)
@@ -46,7 +47,7 @@ def quantize_int8_dynamic(source: Path, target: Path) -> None:
             prepared.unlink(missing_ok=True)
 
 
-def quantize_int8_static(source: Path, target: Path, input_name: str, calibration: np.ndarray,
+def quantize_int8_static(source: Path, target: Path, input_name: str, calibration: Inputs,
                          symmetric_activations: bool = False) -> None:  # fmt: skip
     """QDQ format (what OpenVINO and TensorRT also read): int8 symmetric per-channel weights; activations with
     ranges from min/max over the calibration samples, as uint8 with a zero point (ONNX Runtime's CPU default) or,

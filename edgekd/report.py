@@ -256,12 +256,42 @@ def _summary_lines(report: dict[str, Any]) -> list[str]:
     parity = report.get("stages", {}).get("export", {}).get("parity")
     if parity:
         verdict = "passed" if parity["passed"] else "FAILED"
+        shapes = "".join(f", batch {s['batch']} x {s['sequence']} tokens" for s in parity.get("shapes", []))
         lines.append(f"ONNX parity {verdict}: max |onnx - pytorch| {parity['max_abs_diff']:.2e} "
-                     f"(atol {parity['atol']:.0e}) on {parity['samples']} test samples")
+                     f"(atol {parity['atol']:.0e}) on {parity['samples']} test samples{shapes}")
+    interface = report.get("stages", {}).get("export", {}).get("inputs")
+    if interface and len(interface["inputs"]) > 1:
+        lines.append("ONNX interface: " + ", ".join(f"{v['name']}[{','.join(map(str, v['shape']))}]"
+                                                    for v in interface["inputs"]) + " -> " + ", ".join(
+                     v["name"] for v in interface["outputs"]))  # fmt: skip
+    lines += _graph_choice_lines(report) + _real_length_line(report)
     calib = report.get("stages", {}).get("quantize", {}).get("calibration_samples")
     if calib:
         lines.append(f"INT8 static calibrated on {calib} training samples")
     return lines
+
+
+def _graph_choice_lines(report: dict[str, Any]) -> list[str]:
+    """Which ONNX Runtime graph ships and the measured alternatives (p50 ratio to the graph as exported)."""
+    graph = report.get("stages", {}).get("graph")
+    if not graph:
+        return []
+    others = ", ".join(f"{name} {f['ratio']:.2f}x" + ("" if f["passed"] else " (outputs differ)")
+                       for name, f in graph["candidates"].items())  # fmt: skip
+    return [f"ONNX Runtime fp32 graph chosen by measurement: {graph['chosen']} ({graph['path']}); "
+            f"p50 vs as exported: {others}"]
+
+
+def _real_length_line(report: dict[str, Any]) -> list[str]:
+    """Token models: the lengths the real-length latency ran at."""
+    real = next((r["latency_real_lengths_ms"] for r in report.get("rows", []) if r.get("latency_real_lengths_ms")),
+                None)  # fmt: skip
+    if real is None:
+        return []
+    n = real["lengths"]
+    return [f"latency at real lengths (p50_ms_real_lengths): each of {n['samples']} eval texts at its own token count "
+            f"(min {n['min']}, median {n['p50']:g}, max {n['max']}; padded {n['padded_to']}); latency_ms at "
+            f"{n['padded_to']} tokens"]
 
 
 PARITY_COLUMNS = ("artifact", "target", "max |Δ| vs student", "top-1 agree", "cosine")

@@ -16,7 +16,7 @@ from typing import Any
 
 import onnx
 
-from edgekd.measure.graph import count_macs
+from edgekd.measure.graph import count_macs, pinned_dims
 
 BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "int8": 1}
 
@@ -33,9 +33,11 @@ class RooflineCost:
         return self.weight_count * BYTES_PER_WEIGHT[precision] + self.io_bytes
 
 
-def _io_bytes(value: onnx.ValueInfoProto) -> int:
-    """Bytes of one graph input or output at batch 1 (the leading dynamic axis counted as 1)."""
-    dims = [d.dim_value if d.HasField("dim_value") else 1 for d in value.type.tensor_type.shape.dim]
+def _io_bytes(value: onnx.ValueInfoProto, pinned: dict[str, int]) -> int:
+    """Bytes of one graph input or output at batch 1 (the leading dynamic axis counted as 1, a sequence axis at
+    its pinned length)."""
+    dims = [d.dim_value if d.HasField("dim_value") else pinned.get(d.dim_param, 1)
+            for d in value.type.tensor_type.shape.dim]  # fmt: skip
     return math.prod(dims) * onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type).itemsize
 
 
@@ -45,7 +47,9 @@ def roofline_cost(onnx_path: Path) -> RooflineCost:
     float_types = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
     weights = sum(math.prod(init.dims) for init in model.graph.initializer if init.data_type in float_types)
     initializer_names = {init.name for init in model.graph.initializer}
-    io_bytes = sum(_io_bytes(v) for v in [*model.graph.input, *model.graph.output] if v.name not in initializer_names)
+    pinned = pinned_dims(model)
+    io_bytes = sum(_io_bytes(v, pinned) for v in [*model.graph.input, *model.graph.output]
+                   if v.name not in initializer_names)  # fmt: skip
     return RooflineCost(flops=count_macs(onnx_path).flops, weight_count=int(weights), io_bytes=int(io_bytes))
 
 

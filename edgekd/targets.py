@@ -9,8 +9,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edgekd import build as engines_build
 from edgekd.artifacts import Artifact
 from edgekd.bundle import write_bundle
@@ -21,6 +19,7 @@ from edgekd.progress import step
 from edgekd.recipe import Recipe
 from edgekd.roofline import roofline_cost
 from edgekd.runtimes import get_runtime
+from edgekd.samples import Inputs
 from edgekd.stages import stage_key, timed_stage
 from edgekd.tasks import TaskData
 
@@ -74,9 +73,10 @@ def build_stage(
         (run_dir / engines_build.MOBILE_CONFIG).unlink(missing_ok=True)
         for spec in to_build:
             owner = host if spec.runtime == "openvino" else next(p for p in profiles if spec.runtime in p.runtimes)
-            engines_build.build_engine(spec, run_dir, run_dir, owner, input_name=task.input_name,
-                                       sample_shape=task.sample_shape, max_batch=max(
-                                           recipe.measure.throughput_batch_size, recipe.measure.eval_batch_size))
+            engines_build.build_engine(spec, run_dir, run_dir, owner, input_name=task.input_names,
+                                       sample_shape=task.sample_shape, sequence_axis=task.sequence_axis,
+                                       max_batch=max(recipe.measure.throughput_batch_size,
+                                                     recipe.measure.eval_batch_size))  # fmt: skip
         return {"engines": {s.artifact: s.path for s in to_build},
                 "openvino_inference_precision": host.openvino.inference_precision,
                 "profiles": [p.name for p in profiles]}  # fmt: skip
@@ -90,7 +90,7 @@ def build_stage(
 
 def bundle_stage(
     recipe: Recipe, task: TaskData, run_dir: Path, profiles: list[Profile], artifacts: list[Artifact],
-    calibration: np.ndarray, reference: TeacherReference, metric: str,
+    calibration: Inputs, reference: TeacherReference, metric: str,
 ) -> dict[str, Any]:
     """Write export/<run>/bundle/: the student's ONNX and mobile artifacts, eval samples with the teacher's
     outputs (`reference`, from its measured row), calibration samples, the manifest."""
@@ -99,10 +99,12 @@ def bundle_stage(
     teacher = next(a for a in artifacts if a.role == "teacher")
     shipped = [a for a in artifacts if a.format in ("onnx", "ort") and (run_dir / a.path).is_file()]
     files = {a.path: run_dir / a.path for a in shipped}
+    if (run_dir / engines_build.FP32_ONNX).is_file():  # the standard-op graph devices build their engines from
+        files[engines_build.FP32_ONNX] = run_dir / engines_build.FP32_ONNX
     if (run_dir / engines_build.MOBILE_CONFIG).is_file() and any(a.format == "ort" for a in shipped):
         files[engines_build.MOBILE_CONFIG] = run_dir / engines_build.MOBILE_CONFIG
     files["recipe.toml"] = run_dir / "recipe.toml"
-    manifest = write_bundle(run_dir / "bundle", files, (task.x_test, task.y_test, reference), calibration, {
+    manifest = write_bundle(run_dir / "bundle", files, (task.inputs("test"), task.y_test, reference), calibration, {
         "run": recipe.name,
         "recipe_hash": sha256_json(recipe.to_dict()),
         "recipe": recipe.to_dict(),
@@ -143,7 +145,7 @@ def target_rows(
         artifacts = [engines_build.to_artifact(s, params) for s in specs]
         if profile.device_class == "mobile":
             proxy = replace(settings, target=profile.name)
-            measured = measure_rows(artifacts, run_dir, task.x_test, task.y_test, proxy, task.num_classes,
+            measured = measure_rows(artifacts, run_dir, task.inputs("test"), task.y_test, proxy, task.num_classes,
                                     reference=reference, metric=metric)  # fmt: skip
             for row in measured:
                 row.update(proxy=engines_build.proxy_note(profile), mobile=engines_build.mobile_settings(profile))

@@ -58,13 +58,49 @@ def test_shrunk_student_appears_in_the_report_with_its_fidelity(hf_run):
     assert rows["student"]["params"] < rows["teacher"]["params"]
 
 
-def test_run_directory_carries_tokenizer_and_a_one_input_onnx(hf_run):
+def test_run_directory_carries_tokenizer_and_the_app_interface(hf_run):
     config = json.loads((hf_run / "student-hf" / "config.json").read_text())
     assert config["num_hidden_layers"] == 2
     assert (hf_run / "student-hf" / "tokenizer.json").is_file() or (hf_run / "student-hf" / "vocab.txt").is_file()
     model = onnx.load(str(hf_run / "student.onnx"))
-    assert [i.name for i in model.graph.input] == ["input_ids"]  # the attention mask is derived in the graph
-    assert report_parity(hf_run)["passed"]
+    names = ["input_ids", "attention_mask", "token_type_ids"]  # what the tokenizer gives an app
+    assert [i.name for i in model.graph.input] == names
+    assert all([d.dim_param for d in i.type.tensor_type.shape.dim] == ["batch", "sequence"] for i in model.graph.input)
+    assert [o.name for o in model.graph.output] == ["logits"]
+    parity = report_parity(hf_run)
+    assert parity["passed"] and [(s["batch"], s["sequence"]) for s in parity["shapes"]] == [(1, 7), (7, 12)]
+    with np.load(hf_run / "bundle" / "data" / "eval.npz") as data:  # every runtime on a device feeds the mask
+        assert set(names) <= set(data.files) and (data["attention_mask"].sum(axis=1) == 7).all()
+    row = next(r for r in load_report(hf_run)["rows"] if r["artifact"] == "student-onnx-fp32")
+    assert row["latency_real_lengths_ms"]["lengths"] == {"min": 7, "p50": 7.0, "max": 7, "mean": 7.0, "samples": 16,
+                                                         "padded_to": 12}  # fmt: skip
+    assert row["p50_ms_real_lengths"] > 0
+
+
+def test_the_ort_graph_is_chosen_by_measurement_and_engines_keep_the_standard_graph(hf_run):
+    graph = load_report(hf_run)["stages"]["graph"]
+    assert graph["path"] == "student.ort.onnx" and graph["chosen"] in graph["candidates"]
+    assert graph["candidates"]["as-exported"]["ratio"] == 1.0 and graph["candidates"][graph["chosen"]]["passed"]
+    chosen = graph["candidates"][graph["chosen"]]
+    assert all(f["p50_ms"] >= chosen["p50_ms"] for f in graph["candidates"].values() if f["passed"])
+    rows = {r["artifact"]: r for r in load_report(hf_run)["rows"]}
+    assert rows["student-onnx-fp32"]["path"] == "student.ort.onnx"
+    assert (hf_run / "bundle" / "student.onnx").is_file() and (hf_run / "bundle" / "student.ort.onnx").is_file()
+    exported = onnx.load(str(hf_run / "student.onnx"))
+    assert not any(n.domain == "com.microsoft" for n in exported.graph.node)  # what OpenVINO / TensorRT build from
+
+
+def test_the_student_loads_with_transformers_and_gives_the_same_logits(hf_run):
+    from transformers import AutoModelForSequenceClassification
+
+    directory = hf_run / "student-hf"
+    assert (directory / "model.safetensors").is_file() and not (directory / "modules.json").exists()
+    model = AutoModelForSequenceClassification.from_pretrained(str(directory), local_files_only=True).eval()
+    with np.load(hf_run / "bundle" / "data" / "eval.npz") as data:
+        feeds = {name: torch.from_numpy(data[name]) for name in ("input_ids", "attention_mask", "token_type_ids")}
+        expected = data["student_outputs"]  # the fp32 PyTorch student's, as edgekd measured it
+    with torch.inference_mode():
+        np.testing.assert_allclose(model(**feeds).logits.numpy(), expected, atol=1e-5)
 
 
 def report_parity(run_dir):

@@ -61,12 +61,14 @@ def test_every_row_is_judged_by_cosine_to_the_teacher(embed_run):
 def test_the_cosine_is_recomputed_from_the_bundle_alone(embed_run):
     """The row's figure follows from the shipped ONNX file and the teacher's embeddings in the bundle."""
     row = next(r for r in load_report(embed_run)["rows"] if r["artifact"] == "student-onnx-fp32")
+    names = ["input_ids", "attention_mask", "token_type_ids"]  # what an app feeds, as the tokenizer made them
     with np.load(embed_run / "bundle" / "data" / "eval.npz") as data:
-        inputs, teacher = data["input_ids"], data["teacher_logits"]
+        inputs, teacher = {name: data[name] for name in names}, data["teacher_logits"]
     session = ort.InferenceSession(str(embed_run / "bundle" / "student.onnx"), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["sentence_embedding"]
     batch = load_report(embed_run)["task"]["eval_batch_size"]
-    outputs = np.concatenate([session.run(None, {"input_ids": inputs[i : i + batch]})[0]
-                              for i in range(0, len(inputs), batch)])  # fmt: skip
+    outputs = np.concatenate([session.run(None, {k: v[i : i + batch] for k, v in inputs.items()})[0]
+                              for i in range(0, len(teacher), batch)])  # fmt: skip
     a, b = outputs.astype(np.float64), teacher.astype(np.float64)
     cosine = ((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).mean()
     assert row["fidelity"]["mean_cosine"] == pytest.approx(cosine, abs=1e-9)
@@ -116,3 +118,26 @@ def test_compare_covers_the_cosine(embed_run, capsys):
     row["fidelity"]["mean_cosine"] -= 0.01  # the embeddings moved away from the teacher's
     regressed = [d.metric for c in compare_reports(new, old) for d in c.regressions]
     assert regressed == ["teacher_cosine"]
+
+
+def test_the_student_loads_with_transformers_and_sentence_transformers(embed_run):
+    """student-hf/ is a standard directory: AutoModel + mean pooling, and SentenceTransformer(dir), give the
+    fp32 student's embeddings (the ones the bundle carries)."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    directory = embed_run / "student-hf"
+    assert (directory / "model.safetensors").is_file()
+    with np.load(embed_run / "bundle" / "data" / "eval.npz") as data:
+        ids, mask, expected = data["input_ids"], data["attention_mask"], data["student_outputs"]
+    model = AutoModel.from_pretrained(str(directory), local_files_only=True).eval()
+    with torch.inference_mode():
+        hidden = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).last_hidden_state
+    weights = torch.from_numpy(mask).unsqueeze(-1).float()
+    pooled = ((hidden * weights).sum(1) / weights.sum(1)).numpy()
+    np.testing.assert_allclose(pooled, expected, atol=1e-5)
+    st = pytest.importorskip("sentence_transformers", reason="sentence-transformers is not installed")
+    tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    texts = tokenizer.batch_decode([row[m.astype(bool)][1:-1] for row, m in zip(ids, mask, strict=True)])
+    encoded = st.SentenceTransformer(str(directory), device="cpu", local_files_only=True).encode(texts)
+    np.testing.assert_allclose(encoded, expected, atol=1e-5)

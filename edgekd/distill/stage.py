@@ -199,7 +199,8 @@ def distill_stage(recipe: Recipe, task: TaskData, teacher: nn.Module, run_dir: P
     result = fit(student, task.x_train, task.y_train, task.x_val, task.y_val, config, d.losses, label=label,
                  teacher=teacher, cache_teacher_dir=_cache(run_dir, d, label), **common)  # fmt: skip
     if is_main():
-        save_model(student, spec, run_dir, "student", _tokenizer(recipe) if spec.kind == "hf" else None)
+        save_model(student, spec, run_dir, "student", _tokenizer(recipe) if spec.kind == "hf" else None,
+                   loadable=True, max_length=recipe.task.max_length)  # fmt: skip
     outputs = predict_logits(student, task.x_test)
     summary["student"] = {**origin, "params": count_parameters(student)}
     summary["losses"] = [{"name": loss.name, "weight": loss.weight, "final": result.final_losses.get(loss.name)}

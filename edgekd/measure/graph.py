@@ -1,6 +1,7 @@
 """Static facts of an ONNX graph: multiply-accumulates counted per operator, and the files it occupies on disk.
 
-MACs are counted at batch 1 after ONNX shape inference (dynamic dimensions pinned to 1): Conv and its integer /
+MACs are counted at batch 1 after ONNX shape inference (dynamic dimensions pinned to 1; a token model's
+sequence axis at the longest length it was exported for): Conv and its integer /
 QLinear forms as N*Cout*Hout*Wout * Cin/groups * prod(kernel); Gemm, MatMul and their integer forms as
 prod(output) * K. FLOPs = 2 * MACs. Elementwise operators, pooling and activations are not counted: on the
 models edgekd ships they are a few percent at most, and counting them would pretend to a precision the
@@ -32,16 +33,28 @@ class GraphCost:
                 "uncounted_nodes": self.uncounted_nodes}  # fmt: skip
 
 
+DIM_KEY_PREFIX = "edgekd.dim."  # model metadata: the value a named dynamic axis is counted at
+
+
+def pinned_dims(model) -> dict[str, int]:
+    """Named dynamic axes and the length they are counted at: a token model's `sequence` at the longest length
+    it was exported for (its metadata, `edgekd.dim.sequence`); any other dynamic axis (batch) at 1."""
+    return {p.key.removeprefix(DIM_KEY_PREFIX): int(p.value) for p in model.metadata_props
+            if p.key.startswith(DIM_KEY_PREFIX) and p.value.isdigit()}  # fmt: skip
+
+
 def _static_shapes(model) -> dict[str, list[int]]:
-    """Every value's shape with dynamic dimensions of the graph inputs pinned to 1 (batch 1)."""
+    """Every value's shape with dynamic dimensions of the graph inputs pinned (batch 1, `pinned_dims`)."""
     import onnx
 
+    pinned = pinned_dims(model)
     model = onnx.ModelProto.FromString(model.SerializeToString())
     for value in model.graph.input:
         for dim in value.type.tensor_type.shape.dim:
             if not dim.HasField("dim_value"):
+                length = pinned.get(dim.dim_param, 1)
                 dim.ClearField("dim_param")
-                dim.dim_value = 1
+                dim.dim_value = length
     inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
     shapes: dict[str, list[int]] = {}
     for value in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgekd.runtimes.base import Runner
+from edgekd.samples import Inputs, count, take
 
 STAGES = ("distillation", "export", "quantization", "engine")
 
@@ -61,8 +62,9 @@ def metric_drop(row: Mapping[str, Any], metric: str) -> float | None:
     return None if value is None else round((1.0 - value) * 100, 4)
 
 
-def predict(runner: Runner, inputs: np.ndarray, batch_size: int) -> np.ndarray:
-    return np.concatenate([runner(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)])
+def predict(runner: Runner, inputs: Inputs, batch_size: int) -> np.ndarray:
+    return np.concatenate([runner(take(inputs, slice(i, i + batch_size)))
+                           for i in range(0, count(inputs), batch_size)])  # fmt: skip
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -90,7 +92,7 @@ def mean_cosine(outputs: np.ndarray, teacher_outputs: np.ndarray) -> float:
     b = teacher_outputs.reshape(len(teacher_outputs), -1).astype(np.float64)
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     cosines = (a * b).sum(axis=1) / np.maximum(norms, 1e-12)
-    return float(np.clip(cosines, -1.0, 1.0).mean())  # rounding can give 1 + 1e-16 for identical vectors
+    return float(np.clip(cosines, -1.0, 1.0).mean())  # rounding can put identical vectors a hair above 1
 
 
 def neighbour_accuracy(embeddings: np.ndarray, labels: np.ndarray) -> float | None:

@@ -17,9 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from edgekd import samples
 from edgekd.errors import RecipeError, did_you_mean
 from edgekd.measure import stats
 from edgekd.runtimes.base import Runner, TimedCall
+from edgekd.samples import Inputs
 
 # A row is flagged noisy when its round medians wander apart by more than this (robust spread: 1.4826 x MAD of
 # the round medians over their median). Rare huge outliers inside a round do not move a median; a machine whose
@@ -168,7 +170,7 @@ def summarize_ms(samples_ms: list[float]) -> LatencyStats:
     return summarize_rounds([samples_ms])
 
 
-def bind_runner(runner: Runner, batch: np.ndarray) -> TimedCall:
+def bind_runner(runner: Runner, batch: Inputs) -> TimedCall:
     """The cheapest honest call of `runner` on `batch`: its own `bind` where it has one, else its plain call."""
     bind = getattr(runner, "bind", None)
     return bind(batch) if bind is not None else TimedCall(lambda: runner(batch))
@@ -197,7 +199,7 @@ def time_round(call: TimedCall, min_runs: int, min_seconds: float) -> tuple[list
     return [ns / 1e6 for ns in samples_ns], own
 
 
-def time_rounds(runner: Runner, batch: np.ndarray, policy: TimingPolicy) -> TimedRounds:
+def time_rounds(runner: Runner, batch: Inputs, policy: TimingPolicy) -> TimedRounds:
     """Warm-up, then `policy.rounds` rounds of timed runs of the bound call."""
     call = bind_runner(runner, batch)
     for _ in range(policy.warmup_runs):
@@ -212,7 +214,7 @@ def time_rounds(runner: Runner, batch: np.ndarray, policy: TimingPolicy) -> Time
     return out
 
 
-def time_runs(runner: Runner, batch: np.ndarray, policy: TimingPolicy) -> list[float]:
+def time_runs(runner: Runner, batch: Inputs, policy: TimingPolicy) -> list[float]:
     """Per-run wall times in milliseconds, after warm-up, all rounds together."""
     return [x for r in time_rounds(runner, batch, policy).wall for x in r]
 
@@ -223,18 +225,49 @@ def loop_overhead_ms(runs: int = 2000) -> float:
     return stats.nearest_rank(sorted(wall), 50)
 
 
-def repeat_to_batch(inputs: np.ndarray, batch_size: int) -> np.ndarray:
+def time_cycling(runner: Runner, batches: list[Inputs], policy: TimingPolicy) -> list[float]:
+    """Per-run wall times in milliseconds, each run on the next of `batches` (round robin), after warm-up."""
+    for i in range(policy.warmup_runs):
+        runner(batches[i % len(batches)])
+    samples_ns: list[int] = []
+    min_ns = int(policy.min_seconds * 1e9)
+    started = time.perf_counter_ns()
+    while len(samples_ns) < policy.min_runs or time.perf_counter_ns() - started < min_ns:
+        batch = batches[len(samples_ns) % len(batches)]
+        t0 = time.perf_counter_ns()
+        runner(batch)
+        samples_ns.append(time.perf_counter_ns() - t0)
+    return [ns / 1e6 for ns in samples_ns]
+
+
+def repeat_to_batch(inputs: Inputs, batch_size: int) -> Inputs:
     """A batch of `batch_size` real samples (cycling through `inputs` if it has fewer)."""
-    return np.resize(inputs, (batch_size, *inputs.shape[1:])).astype(inputs.dtype)
+    return samples.repeat_to_batch(inputs, batch_size)
 
 
-def measure_latency(runner: Runner, sample: np.ndarray, policy: TimingPolicy) -> LatencyStats:
+def measure_latency(runner: Runner, sample: Inputs, policy: TimingPolicy) -> LatencyStats:
     """Latency at batch 1 on one real sample, in rounds, beside the timing loop's own cost."""
-    timed = time_rounds(runner, sample[:1], policy)
+    timed = time_rounds(runner, samples.take(sample, slice(0, 1)), policy)
     return summarize_rounds(timed.wall, timed.runtime, loop_overhead_ms())
 
 
-def measure_throughput(runner: Runner, inputs: np.ndarray, batch_size: int, policy: TimingPolicy) -> float:
+def measure_latency_real_lengths(runner: Runner, inputs: Inputs, policy: TimingPolicy) -> dict[str, Any] | None:
+    """Latency at batch 1 over the eval samples, each cut to its real token count (what an app feeds), round
+    robin; with the lengths it ran at. None for inputs without an attention mask (no sequence to cut)."""
+    lengths = samples.real_lengths(inputs)
+    if lengths is None:
+        return None
+    batches = [samples.trim_to_length(samples.take(inputs, slice(i, i + 1)), max(int(n), 1))
+               for i, n in enumerate(lengths)]  # fmt: skip
+    latency = summarize_ms(time_cycling(runner, batches, policy))
+    return {**latency.to_dict(), "lengths": {"min": int(lengths.min()), "p50": float(np.median(lengths)),
+                                             "max": int(lengths.max()), "mean": float(lengths.mean()),
+                                             "samples": int(len(lengths)),
+                                             "padded_to": int(inputs[samples.MASK].shape[1])}}
+
+
+
+def measure_throughput(runner: Runner, inputs: Inputs, batch_size: int, policy: TimingPolicy) -> float:
     """Samples per second at `batch_size`, from the mean time of repeated full batches of real inputs."""
     samples_ms = time_runs(runner, repeat_to_batch(inputs, batch_size), policy)
     return batch_size / (sum(samples_ms) / len(samples_ms) / 1e3)

@@ -22,7 +22,14 @@ import numpy as np
 
 from edgekd.fileio import atomic_path, write_json_atomic
 from edgekd.measure.quality import predict
-from edgekd.measure.timing import TimingPolicy, measure_latency, measure_throughput, repeat_to_batch
+from edgekd.measure.timing import (
+    TimingPolicy,
+    measure_latency,
+    measure_latency_real_lengths,
+    measure_throughput,
+    repeat_to_batch,
+)
+from edgekd.samples import Inputs, load_inputs
 
 OPENVINO_PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "int8": "f32"}  # int8 IR: its float parts in f32
 
@@ -31,7 +38,7 @@ OPENVINO_PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "int8": "f32"}  # int8
 class MeasureJob:
     artifact: dict[str, Any]  # Artifact.to_dict()
     run_dir: str
-    inputs_path: str  # .npy of the eval inputs
+    inputs_path: str  # .npz of the eval inputs (under the graph's input names; see edgekd.samples)
     outputs_path: str  # where the worker writes the outputs (.npy)
     threads: int
     num_classes: int
@@ -78,25 +85,27 @@ def runtime_execution_precision(runtime: str, path: Path, threads: int) -> str |
     return probe(path, threads) if probe is not None else None
 
 
-def openvino_throughput_mode(path: Path, inputs: np.ndarray, batch_size: int, threads: int, precision: str,
+def openvino_throughput_mode(path: Path, inputs: Inputs, batch_size: int, threads: int, precision: str,
                              policy: TimingPolicy) -> dict[str, Any]:  # fmt: skip
     """OpenVINO's own THROUGHPUT mode: several streams and infer requests in flight (as benchmark_app -hint
     throughput), computing in `precision` ("f32", "bf16", ... — the precision the latency runs used).
     Returns samples/s with the streams and requests it chose, and the precision it executed in."""
     import openvino as ov
 
+    from edgekd.runtimes.openvino_runtime import feeds as openvino_feeds
+
     config = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision}
     compiled = ov.Core().compile_model(str(path), "CPU", config)
     requests = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
     queue = ov.AsyncInferQueue(compiled, requests)
-    batch = repeat_to_batch(inputs, batch_size)
+    batch = openvino_feeds(repeat_to_batch(inputs, batch_size))
     for _ in range(max(policy.warmup_runs, requests)):
-        queue.start_async({0: batch})
+        queue.start_async(batch)
     queue.wait_all()
     done, min_ns = 0, int(policy.min_seconds * 1e9)
     started = time.perf_counter_ns()
     while done < policy.min_runs or time.perf_counter_ns() - started < min_ns:
-        queue.start_async({0: batch})  # blocks while every request is busy
+        queue.start_async(batch)  # blocks while every request is busy
         done += 1
     queue.wait_all()
     elapsed_s = (time.perf_counter_ns() - started) / 1e9
@@ -116,7 +125,7 @@ def run_job(job: MeasureJob, isolated: bool) -> dict[str, Any]:
 
     artifact = Artifact(**job.artifact)
     policy = TimingPolicy(**job.policy)
-    inputs = np.load(job.inputs_path)
+    inputs = load_inputs(Path(job.inputs_path))
     rss_before_load = _current_rss_bytes()
     t0 = time.perf_counter()
     factory = (job.factory[0], dict(job.factory[1])) if job.factory else None
@@ -126,6 +135,7 @@ def run_job(job: MeasureJob, isolated: bool) -> dict[str, Any]:
     with atomic_path(Path(job.outputs_path)) as tmp:
         np.save(tmp, outputs)
     latency = measure_latency(runner, inputs, policy)
+    real_lengths = measure_latency_real_lengths(runner, inputs, policy)  # token inputs: at each text's length
     # batch 1 throughput is 1 / mean latency of the batch-1 runs just timed: no second timing of the same thing
     throughput = [{"batch_size": b, "mode": "sync",
                    "per_s": 1e3 / latency.mean if b == 1 else measure_throughput(runner, inputs, b, policy)}
@@ -146,6 +156,7 @@ def run_job(job: MeasureJob, isolated: bool) -> dict[str, Any]:
         "status": "ok",
         "reason": "",
         "latency_ms": latency.to_dict(),
+        "latency_real_lengths_ms": real_lengths,
         "throughput": throughput,
         "execution_precision": execution_precision,
         "load_seconds": round(load_seconds, 4),

@@ -1,15 +1,16 @@
 """Hugging Face encoders from a local directory (never the hub), and students made by shrinking them.
 
-`HFEncoder` wraps a transformers model so it takes one tensor, `input_ids`, like every other edgekd model:
-the attention mask is derived inside the graph (`input_ids != pad_token_id`), so the exported ONNX model
-has one input and the measure path needs nothing special. It returns classification logits, or a
-mean-pooled sentence embedding; with `emit_internals` set it also returns per-layer hidden states and
-attention distributions for the TinyBERT/MiniLM losses.
+`HFEncoder` wraps a transformers model. It takes `input_ids`, `attention_mask` and `token_type_ids` as apps
+feed them; training passes `input_ids` alone, and the mask is then derived (`input_ids != pad_token_id`, what a
+right-padding tokenizer makes). It returns classification logits, or a mean-pooled sentence embedding; with
+`emit_internals` set it also returns per-layer hidden states and attention distributions for the
+TinyBERT/MiniLM losses.
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 import re
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,13 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
 
 
+def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """BERT's extended attention mask, (batch, 1, 1, sequence): 0 on tokens, the dtype's minimum on padding.
+    Given ready-made, transformers uses it as it is; its own mask builder would export as an index-based
+    subgraph (GatherND over broadcast ranges) that ONNX Runtime's shape inference and fusions do not follow."""
+    return (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+
 class HFEncoder(nn.Module):
     def __init__(self, hf_model: nn.Module, output: str, pad_token_id: int):
         super().__init__()
@@ -42,16 +50,38 @@ class HFEncoder(nn.Module):
         self.output = output
         self.pad_token_id = int(pad_token_id)
         self.emit_internals = False
+        # BERT-style positions (0..n-1) passed explicitly: sliced from the model's buffer instead, the exported
+        # graph's position embeddings get a length ONNX Runtime's symbolic shape inference cannot name (which
+        # quantization's pre-processing needs). Not for RoBERTa-style models, whose positions skip padding.
+        embeddings = getattr(hf_model.base_model, "embeddings", None)
+        self._arange_positions = (hasattr(embeddings, "position_ids") and not hasattr(embeddings, "padding_idx")
+                                  and "position_ids" in inspect.signature(hf_model.forward).parameters)
 
     @property
     def num_layers(self) -> int:
         return int(self.hf.config.num_hidden_layers)
 
-    def forward(self, input_ids: torch.Tensor):
-        mask = (input_ids != self.pad_token_id).long()
+    # the exported graph's interface: named inputs with dynamic batch and sequence axes, the output named for
+    # what it is (read by edgekd.export)
+    dynamic_sequence = True
+
+    @property
+    def max_sequence_length(self) -> int | None:
+        return getattr(self.hf.config, "max_position_embeddings", None)
+
+    @property
+    def output_name(self) -> str:
+        return "logits" if self.output == "logits" else "sentence_embedding"
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None):  # fmt: skip
+        mask = (input_ids != self.pad_token_id).long() if attention_mask is None else attention_mask
         internals = self.emit_internals
-        out = self.hf(input_ids=input_ids, attention_mask=mask, output_hidden_states=internals or
-                      self.output == "embedding", output_attentions=internals)  # fmt: skip
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        if self._arange_positions:
+            extra["position_ids"] = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
+        out = self.hf(input_ids=input_ids, attention_mask=additive_mask(mask, self.hf.dtype), output_hidden_states=
+                      internals or self.output == "embedding", output_attentions=internals, **extra)  # fmt: skip
         result = out.logits if self.output == "logits" else mean_pool(out.hidden_states[-1], mask)
         if not internals:
             return result

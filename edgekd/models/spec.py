@@ -2,7 +2,8 @@
 anything reading the run directory (measure, a device profile) can rebuild it.
 
 A model saved as `<name>.safetensors` gets a `<name>.model.json` beside it; a Hugging Face model also gets
-`<name>-hf/` with its config and the tokenizer, so the run directory alone is enough to load it again.
+`<name>-hf/` with its config and the tokenizer, so the run directory alone is enough to load it again (the
+student's is a complete Hugging Face directory with its weights: `AutoModel.from_pretrained` loads it).
 """
 
 from __future__ import annotations
@@ -47,15 +48,22 @@ class ModelSpec:
         return build_model(self.name, self.num_classes, key=key)
 
 
-def save_model(model: nn.Module, spec: ModelSpec, run_dir: Path, name: str, tokenizer: Any = None) -> Path:
-    """Write `<name>.safetensors`, `<name>.model.json` and, for Hugging Face models, `<name>-hf/`."""
+def save_model(model: nn.Module, spec: ModelSpec, run_dir: Path, name: str, tokenizer: Any = None,
+               loadable: bool = False, max_length: int | None = None) -> Path:  # fmt: skip
+    """Write `<name>.safetensors`, `<name>.model.json` and, for Hugging Face models, `<name>-hf/` (config and
+    tokenizer; with `loadable` a full Hugging Face / sentence-transformers directory with the weights)."""
     path = run_dir / f"{name}.safetensors"
     save_checkpoint(model, path)
     if spec.kind == "hf":
         hf_dir = run_dir / f"{name}-hf"
-        model.hf.config.save_pretrained(str(hf_dir))
-        if tokenizer is not None:
-            tokenizer.save_pretrained(str(hf_dir))
+        if loadable:
+            from edgekd.models.hf_save import save_loadable
+
+            save_loadable(model, hf_dir, tokenizer, max_length)
+        else:
+            model.hf.config.save_pretrained(str(hf_dir))
+            if tokenizer is not None:
+                tokenizer.save_pretrained(str(hf_dir))
         spec = ModelSpec(**{**asdict(spec), "hf_config": f"{name}-hf"})
     write_json_atomic(path.with_suffix(".model.json"), asdict(spec))
     return path

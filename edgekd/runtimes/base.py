@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-# A runner maps one input batch to the model's first output, both as numpy arrays.
-Runner = Callable[[np.ndarray], np.ndarray]
+# A runner maps one input batch (one array, or name -> array for a model with several inputs: see
+# edgekd.samples) to the model's first output, as numpy arrays.
+Runner = Callable[[np.ndarray | dict[str, np.ndarray]], np.ndarray]
 
 
 @dataclass(frozen=True)

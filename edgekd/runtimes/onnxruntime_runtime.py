@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.runtimes.base import Runner, Runtime, TimedCall
+from edgekd.samples import Inputs, named
 
 
 def _version() -> str:
@@ -16,24 +17,24 @@ def _version() -> str:
 
 
 def _load(path: Path, threads: int) -> Runner:
-    import onnxruntime as ort
+    """A CPU session; a graph that edgekd chose with some ORT optimizers off (its metadata says which) gets them
+    off here too (edgekd.graph_choice)."""
+    from edgekd.graph_choice import disabled_optimizers, ort_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    session = ort_session(path, threads, disabled_optimizers(path))
     input_name = session.get_inputs()[0].name
 
-    def run(batch: np.ndarray) -> np.ndarray:
-        return session.run(None, {input_name: batch})[0]
+    def run(batch: Inputs) -> np.ndarray:
+        return session.run(None, named(batch, input_name))[0]
 
-    def bind(batch: np.ndarray) -> TimedCall:
+    def bind(batch: Inputs) -> TimedCall:
         # inputs and outputs bound once: the timed call is run_with_iobinding, no feed dict, no output copy
         # (session.run costs ~4 us more per call on a 10 us model)
         binding = session.io_binding()
-        batch = np.ascontiguousarray(batch)
-        binding.bind_cpu_input(input_name, batch)
+        arrays = {name: np.ascontiguousarray(array) for name, array in named(batch, input_name).items()}
+        for name, array in arrays.items():
+            binding.bind_cpu_input(name, array)
+        batch = arrays if isinstance(batch, dict) else arrays[input_name]
         output = session.get_outputs()[0]
         shape = run(batch).shape  # the output's shape at this batch, from one real run
         out = np.empty(shape, dtype=_NUMPY_TYPES.get(output.type, np.float32))

@@ -16,6 +16,7 @@ import numpy as np
 from edgekd.errors import MissingDependencyError
 from edgekd.fileio import atomic_path
 from edgekd.runtimes.base import Runner, Runtime, TimedCall
+from edgekd.samples import Inputs
 
 PRECISION_KEY = ["edgekd", "inference_precision"]
 INFERENCE_PRECISIONS = ("auto", "f32")
@@ -69,19 +70,29 @@ def execution_precision(path: Path, threads: int = 1) -> str:
     return _compile(path, threads).get_property("INFERENCE_PRECISION_HINT").to_string()
 
 
+def feeds(batch: Inputs) -> dict:
+    """OpenVINO's input map: by position for a one-input model, by name for several."""
+    return dict(batch) if isinstance(batch, dict) else {0: batch}
+
+
 def _load(path: Path, threads: int) -> Runner:
     request = _compile(path, threads).create_infer_request()
 
-    def run(batch: np.ndarray) -> np.ndarray:
-        request.infer({0: batch})
+    def run(batch: Inputs) -> np.ndarray:
+        request.infer(feeds(batch))
         return request.get_output_tensor(0).data.copy()
 
-    def bind(batch: np.ndarray) -> TimedCall:
-        # the input tensor set once over the batch's memory, and infer() with no inputs builds no result dict:
+    def bind(batch: Inputs) -> TimedCall:
+        # the input tensors set once over the batch's memory, and infer() with no inputs builds no result dict:
         # request.infer({0: batch}) costs ~80 us more per call than the model on a 10 us model
         ov = _import_openvino()
-        batch = np.ascontiguousarray(batch, dtype=request.model_inputs[0].get_element_type().to_dtype())
-        request.set_input_tensor(ov.Tensor(batch, shared_memory=True))
+        if isinstance(batch, dict):  # token models: every named input
+            batch = {name: np.ascontiguousarray(array) for name, array in batch.items()}
+            for name, array in batch.items():
+                request.set_tensor(name, ov.Tensor(array, shared_memory=True))
+        else:
+            batch = np.ascontiguousarray(batch, dtype=request.model_inputs[0].get_element_type().to_dtype())
+            request.set_input_tensor(ov.Tensor(batch, shared_memory=True))
 
         def call() -> object:
             request.infer()

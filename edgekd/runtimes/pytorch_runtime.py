@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from edgekd.runtimes.base import Runner
+from edgekd.samples import Inputs
 
 
 def runner_for_module(model: nn.Module, threads: int) -> Runner:
@@ -17,7 +18,9 @@ def runner_for_module(model: nn.Module, threads: int) -> Runner:
     model.eval()
 
     @torch.inference_mode()
-    def run(batch: np.ndarray) -> np.ndarray:
+    def run(batch: Inputs) -> np.ndarray:
+        if isinstance(batch, dict):  # named inputs, as the exported graph takes them
+            return model(**{name: torch.from_numpy(array) for name, array in batch.items()}).numpy()
         return model(torch.from_numpy(batch)).numpy()
 
     return run

@@ -29,6 +29,7 @@ from edgekd.errors import EdgekdError, MissingDependencyError, StageError
 from edgekd.fileio import atomic_path, sha256_file, write_json_atomic
 from edgekd.hostinfo import nvidia_gpus
 from edgekd.runtimes.base import Runner, Runtime
+from edgekd.samples import Inputs, named
 
 DEFAULT_WORKSPACE_BYTES = 1 << 30  # 1 GiB: ample for small models, within a Jetson Orin Nano's 8 GB
 TRTEXEC_PATHS = ("trtexec", "/usr/src/tensorrt/bin/trtexec")  # the second is where JetPack puts it
@@ -146,13 +147,16 @@ def build_engine(
     onnx_path: Path,
     engine_path: Path,
     precision: str,
-    input_name: str,
+    input_name: str | list[str],
     sample_shape: tuple[int, ...],
     max_batch: int,
     workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
+    sequence_axis: bool = False,
 ) -> dict[str, Any]:
     """Build `engine_path` from `onnx_path` for batch sizes 1..max_batch; write and return the sidecar.
-    The network is strongly typed, so `precision` must be what the ONNX file computes in (`onnx_precision`)."""
+    The network is strongly typed, so `precision` must be what the ONNX file computes in (`onnx_precision`).
+    Several inputs (a Hugging Face encoder's) share one shape; with `sequence_axis` their axis 1 ranges from 1
+    to the longest sequence, as texts of any length are fed."""
     if precision not in ("fp32", "fp16", "int8"):
         raise StageError(f"build: TensorRT precision must be fp32, fp16 or int8, not '{precision}'")
     found = onnx_precision(onnx_path)
@@ -167,7 +171,9 @@ def build_engine(
     reason = tensorrt_unavailable_reason()
     if reason and not reason.startswith(TRTEXEC_ONLY):
         raise StageError(f"build: TensorRT engine {engine_path.name}: {reason}")
-    shapes = {"min": (1, *sample_shape), "opt": (1, *sample_shape), "max": (max_batch, *sample_shape)}
+    shortest = (1, *sample_shape[1:]) if sequence_axis else tuple(sample_shape)
+    shapes = {"min": (1, *shortest), "opt": (1, *sample_shape), "max": (max_batch, *sample_shape)}
+    input_name = input_name if isinstance(input_name, str) else ",".join(input_name)
     cache = engine_path.parent / "timing.cache"
     try:
         _import_tensorrt()
@@ -234,7 +240,8 @@ def _build_with_api(onnx_path, engine_path, input_name, shapes, workspace_bytes,
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
     profile = builder.create_optimization_profile()
-    profile.set_shape(input_name, shapes["min"], shapes["opt"], shapes["max"])
+    for name in input_name.split(","):
+        profile.set_shape(name, shapes["min"], shapes["opt"], shapes["max"])
     config.add_optimization_profile(profile)
     cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
     config.set_timing_cache(cache, ignore_mismatch=False)
@@ -253,8 +260,8 @@ def trtexec_args(path: str, onnx_path: Path, engine_path: Path, input_name: str,
     """The trtexec command line; no precision flags (TensorRT 11 removed --fp16 / --int8): the ONNX file's types
     decide. `--stronglyTyped` makes 10.x do the same; 11.x always does, so it is passed to 10.x (or unknown) only."""
 
-    def dims(shape: tuple[int, ...]) -> str:
-        return f"{input_name}:{'x'.join(str(d) for d in shape)}"
+    def dims(shape: tuple[int, ...]) -> str:  # every input (comma-separated names) at the same shape
+        return ",".join(f"{name}:{'x'.join(str(d) for d in shape)}" for name in input_name.split(","))
 
     args = [path, f"--onnx={onnx_path}", f"--saveEngine={engine_path}", f"--minShapes={dims(shapes['min'])}",
             f"--optShapes={dims(shapes['opt'])}", f"--maxShapes={dims(shapes['max'])}",
@@ -311,22 +318,26 @@ class TensorrtRunner:
         self._engine, self._context = engine, engine.create_execution_context()
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        self._input, self._outputs = inputs[0], [n for n in names if n not in inputs]
+        self._inputs, self._outputs = inputs, [n for n in names if n not in inputs]
         self._dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
         self._stream = torch.cuda.Stream()
-        self._device_input = None
+        self._device_inputs: list = []
 
     def _buffer(self, shape, dtype: np.dtype):
         torch_dtype = self._torch.from_numpy(np.empty(0, dtype)).dtype
         return self._torch.empty(tuple(shape), dtype=torch_dtype, device="cuda")
 
-    def stage(self, batch: np.ndarray) -> list:
-        """Copy `batch` to the device and bind every tensor; returns the output buffers."""
-        batch = np.ascontiguousarray(batch, dtype=self._dtypes[self._input])
+    def stage(self, batch: Inputs) -> list:
+        """Copy `batch` (one array, or name -> array) to the device and bind every tensor; returns the outputs."""
+        feeds = named(batch, self._inputs[0])
         with self._torch.cuda.stream(self._stream):  # buffers belong to the stream the engine runs on
-            self._device_input = self._torch.from_numpy(batch).to("cuda")
-            self._context.set_input_shape(self._input, batch.shape)
-            self._context.set_tensor_address(self._input, self._device_input.data_ptr())
+            self._device_inputs = []
+            for name in self._inputs:
+                array = np.ascontiguousarray(feeds[name], dtype=self._dtypes[name])
+                device_array = self._torch.from_numpy(array).to("cuda")
+                self._device_inputs.append(device_array)  # kept alive while the engine reads it
+                self._context.set_input_shape(name, array.shape)
+                self._context.set_tensor_address(name, device_array.data_ptr())
             outputs = []
             for name in self._outputs:
                 out = self._buffer(self._context.get_tensor_shape(name), self._dtypes[name])
@@ -338,13 +349,13 @@ class TensorrtRunner:
         if not self._context.execute_async_v3(self._stream.cuda_stream):
             raise EdgekdError("TensorRT execute_async_v3 failed")
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
+    def __call__(self, batch: Inputs) -> np.ndarray:
         outputs = self.stage(batch)
         self.execute()
         self._stream.synchronize()
         return outputs[0].cpu().numpy().astype(np.float32)
 
-    def gpu_compute_ms(self, batch: np.ndarray, warmup_runs: int, runs: int) -> list[float]:
+    def gpu_compute_ms(self, batch: Inputs, warmup_runs: int, runs: int) -> list[float]:
         """Per-run GPU time from CUDA events around the kernel launch alone, input already on the device:
         what trtexec reports as 'GPU Compute Time'."""
         self.stage(batch)

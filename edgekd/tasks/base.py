@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from edgekd.errors import RecipeError
-from edgekd.fileio import atomic_path
+from edgekd.samples import Inputs, save_inputs, take
 
 
 @dataclass(frozen=True)
@@ -26,32 +26,50 @@ class TaskData:
     num_classes: int
     input_name: str  # the ONNX input name; the eval .npz stores the inputs under it
     split: dict[str, Any]  # how the split was made (seed, sizes), recorded in the report
+    # inputs fed beside x, per split: {"train" | "val" | "test": {name: array}} (a text task's attention_mask and
+    # token_type_ids, as its tokenizer made them); training reads x alone, every exported graph takes them all
+    side_inputs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    sequence_axis: bool = False  # axis 1 of every input is a token sequence: dynamic in the exported graph
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
+    @property
+    def input_names(self) -> list[str]:
+        return [self.input_name, *self.side_inputs.get("test", {})]
+
+    def inputs(self, split: str) -> Inputs:
+        """A split's model inputs: x alone, or every named array the graph takes."""
+        x = {"train": self.x_train, "val": self.x_val, "test": self.x_test}[split]
+        side = self.side_inputs.get(split)
+        return {self.input_name: x, **side} if side else x
+
     def input_spec(self) -> dict[str, Any]:
-        return {
-            "name": self.input_name,
-            "shape": ["batch", *self.sample_shape],
-            "dtype": str(self.x_train.dtype),
-        }
+        """The first input (name, shape, dtype) and, for several, every input under `inputs`."""
+        shape = ["batch", "sequence", *self.sample_shape[1:]] if self.sequence_axis else ["batch", *self.sample_shape]
+        spec: dict[str, Any] = {"name": self.input_name, "shape": shape, "dtype": str(self.x_train.dtype)}
+        if self.side_inputs:
+            test = self.inputs("test")
+            spec["inputs"] = [{"name": name, "shape": shape, "dtype": str(array.dtype)} for name, array in test.items()]
+            spec["max_shape"] = ["batch", *self.sample_shape]
+        return spec
 
     def fingerprint(self) -> str:
         """sha256 of every split's inputs and labels: cached teachers and finished stages are keyed by the data
         itself, so an edited data file is never served a model trained on the old one."""
         digest = hashlib.sha256()
-        for array in (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test):
+        side = [array for split in self.side_inputs.values() for array in split.values()]
+        for array in (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test, *side):
             digest.update(f"{array.dtype}{array.shape}".encode())
             digest.update(np.ascontiguousarray(array).tobytes())
         return digest.hexdigest()
 
-    def calibration_samples(self, count: int, seed: int) -> np.ndarray:
-        """A seeded draw of real training inputs for static quantization."""
+    def calibration_samples(self, count: int, seed: int) -> Inputs:
+        """A seeded draw of real training inputs for static quantization (every input the graph takes)."""
         rng = np.random.default_rng(seed)
         count = min(count, len(self.x_train))
-        return self.x_train[rng.choice(len(self.x_train), size=count, replace=False)]
+        return take(self.inputs("train"), rng.choice(len(self.x_train), size=count, replace=False))
 
 
 UNLABELLED = -1  # a sample's label when it has none: transfer data (the trainer's losses read the same value)
@@ -78,19 +96,15 @@ def split_indices(labels: np.ndarray, val_fraction: float, test_fraction: float,
     return train, val, test
 
 
-def save_eval_split(path: Path, inputs: np.ndarray, labels: np.ndarray, input_name: str) -> None:
-    """Write a split as .npz: inputs under the model's input name and `labels`, atomically."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **{input_name: inputs, "labels": labels})
+def save_eval_split(path: Path, inputs: Inputs, labels: np.ndarray, input_name: str) -> None:
+    """Write a split as .npz: inputs under the model's input name(s) and `labels`, atomically."""
+    save_inputs(path, inputs, input_name, labels=labels)
 
 
-def save_calibration_samples(path: Path, inputs: np.ndarray, input_name: str) -> None:
-    """Write calibration inputs as .npz under the model's input name, atomically. No labels: calibration
+def save_calibration_samples(path: Path, inputs: Inputs, input_name: str) -> None:
+    """Write calibration inputs as .npz under the model's input names, atomically. No labels: calibration
     samples are drawn without regard to them, and zeros in a `labels` array would read like real ones."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **{input_name: inputs})
+    save_inputs(path, inputs, input_name)
 
 
 def load_eval_split(path: Path, input_name: str) -> tuple[np.ndarray, np.ndarray]:

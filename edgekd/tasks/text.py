@@ -21,6 +21,10 @@ from edgekd.errors import RecipeError
 from edgekd.recipe import TaskSection
 from edgekd.tasks.base import UNLABELLED, TaskData, split_indices
 
+# what a Hugging Face encoder takes beside input_ids, as its tokenizer makes them (token_type_ids only where the
+# model has them: the tokenizer's model_input_names say so)
+SIDE_INPUTS = ("attention_mask", "token_type_ids")
+
 
 def read_text_samples(path: Path, text_field: str, label_field: str) -> list[tuple[str, Any]]:
     """(text, raw label or None) pairs from a .txt, .csv or .jsonl file; a bad row names its line."""
@@ -75,6 +79,7 @@ def load_text_task(section: TaskSection, tokenizer_dir: str = "", labelled_eval:
     labels = np.array([UNLABELLED if label is None else index[label] for label in raw_labels], dtype=np.int64)
     encoded = tokenizer(texts, padding="max_length", truncation=True, max_length=section.max_length)
     input_ids = np.asarray(encoded["input_ids"], dtype=np.int64)
+    side = {name: np.asarray(encoded[name], dtype=np.int64) for name in SIDE_INPUTS if name in encoded}
     train, val, test = split_indices(labels, section.val_fraction, section.test_fraction, section.seed,
                                      f"'{section.path}'", labelled_eval)  # fmt: skip
     split = {"method": "random", "seed": section.seed, "train": len(train), "val": len(val), "test": len(test),
@@ -88,4 +93,7 @@ def load_text_task(section: TaskSection, tokenizer_dir: str = "", labelled_eval:
         num_classes=len(classes),
         input_name="input_ids",
         split=split,
+        side_inputs={name: {key: array[rows] for key, array in side.items()}
+                     for name, rows in (("train", train), ("val", val), ("test", test))},
+        sequence_axis=True,
     )  # fmt: skip
