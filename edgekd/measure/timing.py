@@ -266,7 +266,6 @@ def measure_latency_real_lengths(runner: Runner, inputs: Inputs, policy: TimingP
                                              "padded_to": int(inputs[samples.MASK].shape[1])}}
 
 
-
 def measure_throughput(runner: Runner, inputs: Inputs, batch_size: int, policy: TimingPolicy) -> float:
     """Samples per second at `batch_size`, from the mean time of repeated full batches of real inputs."""
     samples_ms = time_runs(runner, repeat_to_batch(inputs, batch_size), policy)
