@@ -1,7 +1,7 @@
 """The `edgekd` command line: one module per command, one error boundary here.
 
 Exit codes: 0 success; 1 a gate failed, a stage failed or an unexpected error; 2 bad input (usage errors
-included) or an inconclusive gate; 130 interrupted.
+included); 3 an inconclusive gate; 130 interrupted.
 """
 
 from __future__ import annotations
