@@ -2,7 +2,7 @@
 
 The teacher is a tiny BERT whose middle layers are made identities (their output projections zeroed) and whose
 outer layers are made strong, so it computes layer 0 then layer 3 and nothing else: the student copied from
-layers 0 and 3 reproduces it, every other subset does not. That subset is not the old fixed rule (0, 2: evenly spaced from the first).
+layers 0 and 3 reproduces it, every other subset does not. That subset is not the old fixed rule (0, 2).
 """
 
 import numpy as np

@@ -89,7 +89,8 @@ def mean_cosine(outputs: np.ndarray, teacher_outputs: np.ndarray) -> float:
     a = outputs.reshape(len(outputs), -1).astype(np.float64)
     b = teacher_outputs.reshape(len(teacher_outputs), -1).astype(np.float64)
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return float(((a * b).sum(axis=1) / np.maximum(norms, 1e-12)).mean())
+    cosines = (a * b).sum(axis=1) / np.maximum(norms, 1e-12)
+    return float(np.clip(cosines, -1.0, 1.0).mean())  # rounding can put a vector's cosine with itself past 1
 
 
 def neighbour_accuracy(embeddings: np.ndarray, labels: np.ndarray) -> float | None:
