@@ -43,3 +43,8 @@ class StageError(EdgekdError):
     """A pipeline stage failed in a way the user has to act on (the message names the stage)."""
 
     exit_code = 1
+
+
+class UnsafePathError(EdgekdError):
+    """A run name or directory that edgekd will not create, write into or remove (outside its root, a symlink,
+    or not made by edgekd)."""
