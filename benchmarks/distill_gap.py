@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -59,8 +60,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--name", default="")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default); accuracy "
+                        "figures, so 1 thread on a busy shared machine is faster and changes nothing measured")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/edgekd-distill-gap"))
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     recipe = load_recipe(None, args.overrides)
     t0 = time.perf_counter()
     seeds = [one_seed(recipe, seed, args.work_dir) for seed in args.seeds]
@@ -71,6 +76,7 @@ def main() -> None:
         "host": host_facts(),
         "threads": torch.get_num_threads(),
         "overrides": args.overrides,
+        "command": " ".join(["PYTHONPATH=. python benchmarks/distill_gap.py", *sys.argv[1:]]),
         "distill": recipe.to_dict()["distill"],
         "seeds": seeds,
         "mean_test": mean,
@@ -100,7 +106,7 @@ def render(r: dict) -> str:
         f"(losses {[loss['name'] for loss in d['losses']]}, T={d['temperature']}, alpha={d['alpha']}, "
         f"epochs {d['epochs'] or 'auto'}, lr {d['lr'] or 'auto'}, labelled_samples {d['labelled_samples']}). "
         "The twin: same init, same steps, labels only. Test split: 360 samples (1 sample = 0.28 pts). "
-        f"Produced by `PYTHONPATH=. python benchmarks/distill_gap.py` on {r['host']['cpu']}, {r['threads']} threads "
+        f"Produced by `{r.get('command', 'PYTHONPATH=. python benchmarks/distill_gap.py')}` on {r['host']['cpu']}, {r['threads']} threads "
         f"({r['seconds']} s in all).",
         "",
         "| seed | labelled | teacher test | KD student test | labels-only test | KD gain | KD val | labels-only val "
