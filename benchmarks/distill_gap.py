@@ -106,8 +106,8 @@ def render(r: dict) -> str:
         f"(losses {[loss['name'] for loss in d['losses']]}, T={d['temperature']}, alpha={d['alpha']}, "
         f"epochs {d['epochs'] or 'auto'}, lr {d['lr'] or 'auto'}, labelled_samples {d['labelled_samples']}). "
         "The twin: same init, same steps, labels only. Test split: 360 samples (1 sample = 0.28 pts). "
-        f"Produced by `{r.get('command', 'PYTHONPATH=. python benchmarks/distill_gap.py')}` on {r['host']['cpu']}, {r['threads']} threads "
-        f"({r['seconds']} s in all).",
+        f"Produced by `{r.get('command', 'python benchmarks/distill_gap.py')}` on {r['host']['cpu']}, "
+        f"{r['threads']} threads ({r['seconds']} s in all).",
         "",
         "| seed | labelled | teacher test | KD student test | labels-only test | KD gain | KD val | labels-only val "
         "| gap recovered |",
