@@ -31,13 +31,15 @@ class Artifact:
         return asdict(self)
 
 
-def load_runner(artifact: Artifact, run_dir: Path, threads: int, num_classes: int) -> Runner:
+def load_runner(artifact: Artifact, run_dir: Path, threads: int, num_classes: int,
+                factory: tuple[str, dict] | None = None) -> Runner:  # fmt: skip
+    """`factory`: the recipe's (import path, kwargs) for a PyTorch artifact built by a user factory."""
     path = run_dir / artifact.path
     if artifact.format == "pytorch":
         # imported here: a measuring process for an ONNX or OpenVINO artifact never pays torch's start-up
         from edgekd.models import load_saved_model
         from edgekd.runtimes.pytorch_runtime import runner_for_module
 
-        model = load_saved_model(path, artifact.architecture or "", num_classes)  # .model.json says how
+        model = load_saved_model(path, artifact.architecture or "", num_classes, factory)  # .model.json says how
         return runner_for_module(model, threads)
     return get_runtime(artifact.runtime).load(path, threads)

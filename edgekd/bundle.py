@@ -18,8 +18,11 @@ extracted member by member, refusing absolute paths, `..`, links and devices.
 
 from __future__ import annotations
 
+import gzip
+import lzma
 import shutil
 import tarfile
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -27,11 +30,15 @@ from typing import Any
 import numpy as np
 
 from edgekd import __version__
-from edgekd.errors import EdgekdError
-from edgekd.fileio import atomic_path, read_json, sha256_file, write_json_atomic
+from edgekd import measure as m
+from edgekd.bundle_checks import BundleError, check_files, check_manifest_shape
+from edgekd.errors import RecipeError
+from edgekd.fileio import atomic_path, raise_write_error, read_json, sha256_file, write_json_atomic
+from edgekd.measure.quality import ACCURACY, report_metric
 from edgekd.measure_rows import TeacherReference
+from edgekd.recipe import recipe_from_dict
 from edgekd.rundirs import remove_scratch_dir
-from edgekd.tasks.base import save_eval_split
+from edgekd.tasks.base import save_calibration_samples
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA_VERSION = "1.0"
@@ -39,10 +46,6 @@ EVAL_SAMPLES = "data/eval.npz"
 CALIBRATION_SAMPLES = "data/calibration.npz"
 TEACHER_LOGITS = "teacher_logits"
 STUDENT_OUTPUTS = "student_outputs"  # the fp32 PyTorch student's: the parity reference on the device
-
-
-class BundleError(EdgekdError):
-    """A bundle is missing, altered, or unsafe to extract."""
 
 
 def write_eval_samples(path: Path, inputs: np.ndarray, labels: np.ndarray, reference: TeacherReference,
@@ -65,12 +68,29 @@ def write_bundle(bundle_dir: Path, files: dict[str, Path],
     staging = bundle_dir.with_name(f".{bundle_dir.name}.tmp")
     remove_scratch_dir(staging, bundle_dir.parent)  # a crashed run's half bundle
     staging.mkdir(parents=True)
+    try:
+        manifest = _write_staging(staging, files, eval_samples, calibration, manifest)
+    except OSError as exc:
+        remove_scratch_dir(staging, bundle_dir.parent)  # never leave a half bundle behind
+        raise_write_error(exc, Path(exc.filename or bundle_dir))
+        raise
+    except BaseException:
+        remove_scratch_dir(staging, bundle_dir.parent)
+        raise
+    remove_scratch_dir(bundle_dir, bundle_dir.parent)
+    staging.rename(bundle_dir)
+    return manifest
+
+
+def _write_staging(staging: Path, files: dict[str, Path],
+                   eval_samples: tuple[np.ndarray, np.ndarray, TeacherReference], calibration: np.ndarray,
+                   manifest: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
     input_name = manifest["input"]["name"]
     for rel, source in files.items():
         (staging / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, staging / rel)
     write_eval_samples(staging / EVAL_SAMPLES, *eval_samples, input_name)
-    save_eval_split(staging / CALIBRATION_SAMPLES, calibration, np.zeros(len(calibration), np.int64), input_name)
+    save_calibration_samples(staging / CALIBRATION_SAMPLES, calibration, input_name)
     listed = sorted(p for p in staging.rglob("*") if p.is_file())
     manifest = {
         "schema_version": MANIFEST_SCHEMA_VERSION,
@@ -83,8 +103,6 @@ def write_bundle(bundle_dir: Path, files: dict[str, Path],
                   for p in listed},  # fmt: skip
     }
     write_json_atomic(staging / MANIFEST, manifest)
-    remove_scratch_dir(bundle_dir, bundle_dir.parent)
-    staging.rename(bundle_dir)
     return manifest
 
 
@@ -98,8 +116,9 @@ def archive_bundle(bundle_dir: Path) -> Path:
 
 
 def _safe_member_path(member: tarfile.TarInfo, archive: Path) -> PurePosixPath:
-    name = PurePosixPath(member.name)
-    if name.is_absolute() or ".." in name.parts or member.name.startswith(("/", "\\")) or ":" in name.parts[0]:
+    name = PurePosixPath(member.name)  # "./x" is "x"; "." (tar -C bundle .) has no parts: the top directory
+    first = name.parts[0] if name.parts else ""
+    if name.is_absolute() or ".." in name.parts or member.name.startswith(("/", "\\")) or ":" in first:
         raise BundleError(f"archive {archive}: member '{member.name}' would land outside the bundle; refusing it")
     if not (member.isfile() or member.isdir()):
         kind = "link" if member.issym() or member.islnk() else "device or special file"
@@ -117,14 +136,15 @@ def extract_bundle(archive: Path, target_dir: Path) -> Path:
                 _safe_member_path(member, archive)
             target_dir.mkdir(parents=True, exist_ok=True)
             for member in members:
-                if member.isfile():
+                if member.isfile() and PurePosixPath(member.name).parts:
                     out = target_dir / _safe_member_path(member, archive)
                     out.parent.mkdir(parents=True, exist_ok=True)
                     source = tar.extractfile(member)
                     with atomic_path(out) as tmp, open(tmp, "wb") as fh:
                         shutil.copyfileobj(source, fh)
-    except tarfile.TarError as exc:
-        raise BundleError(f"archive {archive} is not a readable tar archive: {exc}") from None
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as exc:
+        raise BundleError(f"archive {archive} is damaged or truncated ({type(exc).__name__}: {exc}); copy it "
+                          "again") from None  # fmt: skip
     manifests = sorted(target_dir.glob(f"*/{MANIFEST}")) + sorted(target_dir.glob(MANIFEST))
     if not manifests:
         raise BundleError(f"archive {archive} holds no {MANIFEST}; it is not an edgekd bundle")
@@ -132,31 +152,58 @@ def extract_bundle(archive: Path, target_dir: Path) -> Path:
 
 
 def verify_bundle(bundle_dir: Path) -> dict[str, Any]:
-    """Read the manifest and check every listed file's size and sha256; returns the manifest."""
+    """Read the manifest, check its fields, and check that every file the bundle uses is listed, inside the
+    bundle, a regular file, and matches its size and sha256 (edgekd.bundle_checks); returns the manifest."""
     bundle_dir = Path(bundle_dir)
     manifest_path = bundle_dir / MANIFEST
     manifest = read_json(manifest_path, f"'{bundle_dir}' is not a bundle: no {MANIFEST} (pass export/<run>/bundle "
                          "or its .tar.gz)", BundleError)  # fmt: skip
-    if not str(manifest.get("schema_version", "")).startswith("1."):
-        raise BundleError(f"{manifest_path}: unsupported bundle schema '{manifest.get('schema_version')}'; "
-                          "upgrade edgekd on this device")  # fmt: skip
-    for rel, entry in manifest.get("files", {}).items():
-        path = bundle_dir / rel
-        if ".." in PurePosixPath(rel).parts or PurePosixPath(rel).is_absolute():
-            raise BundleError(f"{manifest_path}: file entry '{rel}' points outside the bundle")
-        if not path.is_file():
-            raise BundleError(f"bundle file '{rel}' is missing from {bundle_dir}; copy the whole bundle again")
-        if path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
-            raise BundleError(f"bundle file '{rel}' does not match its checksum in {MANIFEST}: it was modified or "
-                              "damaged in transit; refusing to use it (copy the bundle again)")  # fmt: skip
+    version = manifest.get("schema_version", "") if isinstance(manifest, dict) else ""
+    if not str(version).startswith("1."):
+        raise BundleError(f"{manifest_path}: unsupported bundle schema '{version}'; upgrade edgekd on this device")
+    check_manifest_shape(manifest, manifest_path)
+    check_files(bundle_dir, manifest, manifest_path)
+    try:  # its [measure] table sets how the device measures: read it complete and checked
+        manifest["recipe"] = recipe_from_dict(manifest["recipe"]).to_dict()
+    except RecipeError as exc:
+        raise BundleError(f"{manifest_path}: the recipe it carries is invalid: {exc}") from None
     return manifest
 
 
 def load_eval_samples(bundle_dir: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, TeacherReference]:
     """Eval inputs, labels and the teacher reference (outputs, and accuracy at the recorded eval batch size;
-    None for an embedding teacher)."""
-    with np.load(bundle_dir / manifest["eval_samples"], allow_pickle=False) as data:
-        inputs, labels, logits = data[manifest["input"]["name"]], data["labels"], data[TEACHER_LOGITS]
-        student = data[STUDENT_OUTPUTS] if STUDENT_OUTPUTS in data.files else None  # bundles before 0.1 lack it
+    None for an embedding teacher). The accuracy is recomputed from the checksummed teacher logits and labels:
+    a manifest figure that disagrees was edited, and is refused."""
+    path = bundle_dir / manifest["eval_samples"]
+    name = manifest["input"]["name"]
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            inputs, labels, logits = data[name], data["labels"], data[TEACHER_LOGITS]
+            student = data[STUDENT_OUTPUTS] if STUDENT_OUTPUTS in data.files else None  # bundles before 0.1 lack it
+    except (KeyError, ValueError, OSError) as exc:
+        raise BundleError(f"bundle file '{manifest['eval_samples']}' does not hold the eval samples under "
+                          f"'{name}', 'labels' and '{TEACHER_LOGITS}': {exc}") from None  # fmt: skip
+    _check_eval_inputs(inputs, labels, logits, manifest)
     accuracy = manifest["teacher"]["accuracy"]
+    if report_metric(manifest) == ACCURACY:
+        recomputed = m.accuracy(logits, labels)
+        if accuracy is None or abs(float(accuracy) - recomputed) > 1e-9:
+            raise BundleError(f"{MANIFEST}: teacher.accuracy {accuracy} is not the accuracy of the teacher logits in "
+                              f"'{manifest['eval_samples']}' ({recomputed:.6g}); the manifest was edited: refusing "
+                              "the bundle (copy it again)")  # fmt: skip
+        accuracy = recomputed
     return inputs, labels, TeacherReference(logits, None if accuracy is None else float(accuracy), student)
+
+
+def _check_eval_inputs(inputs: np.ndarray, labels: np.ndarray, logits: np.ndarray, manifest: dict[str, Any]) -> None:
+    """The eval inputs have the manifest's input shape and dtype, one label and one teacher output per sample."""
+    spec = manifest["input"]
+    want = [d if isinstance(d, int) else None for d in spec["shape"][1:]]
+    got = list(inputs.shape[1:])
+    if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got, strict=False)) \
+            or str(inputs.dtype) != spec["dtype"]:  # fmt: skip
+        raise BundleError(f"'{manifest['eval_samples']}': input '{spec['name']}' is {list(inputs.shape)} "
+                          f"{inputs.dtype}, but the model expects {spec['shape']} {spec['dtype']}")  # fmt: skip
+    if not (len(labels) == len(logits) == len(inputs)) or logits.ndim != 2:
+        raise BundleError(f"'{manifest['eval_samples']}': {len(inputs)} inputs, {len(labels)} labels and teacher "
+                          f"outputs shaped {list(logits.shape)} do not belong together")  # fmt: skip

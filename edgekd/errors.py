@@ -39,6 +39,10 @@ class CheckpointError(EdgekdError):
     """A model checkpoint is missing, unsafe to load, or does not fit the model."""
 
 
+class WriteError(EdgekdError):
+    """A file could not be written (disk full, quota, read-only); the message names it, the old one is intact."""
+
+
 class StageError(EdgekdError):
     """A pipeline stage failed in a way the user has to act on (the message names the stage)."""
 
@@ -48,3 +52,9 @@ class StageError(EdgekdError):
 class UnsafePathError(EdgekdError):
     """A run name or directory that edgekd will not create, write into or remove (outside its root, a symlink,
     or not made by edgekd)."""
+
+
+# `edgekd gate` exit codes (the CLI's usage / bad-input code is EdgekdError.exit_code, 2)
+EXIT_GATE_PASS = 0
+EXIT_GATE_FAIL = 1
+EXIT_GATE_INCONCLUSIVE = 3

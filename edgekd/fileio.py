@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from edgekd.errors import WriteError
 
 
 @contextlib.contextmanager
@@ -26,8 +31,23 @@ def atomic_path(final: Path) -> Iterator[Path]:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
+    except OSError as exc:
+        raise_write_error(exc, final)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+WRITE_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+                errno.EROFS: "the file system is read-only", errno.EFBIG: "the file is too large"}  # fmt: skip
+
+
+def raise_write_error(exc: OSError, path: Path) -> None:
+    """Turn a full disk (or quota, read-only file system) while writing `path` into a WriteError naming it;
+    other OSErrors return and are re-raised by the caller."""
+    if exc.errno in WRITE_ERRNOS:
+        raise WriteError(f"cannot write '{path}': {WRITE_ERRNOS[exc.errno]} ({exc.strerror}); nothing was "
+                         "replaced (the previous file, if any, is intact). Free space and run again") from exc
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -61,3 +81,40 @@ def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
 def sha256_json(data: Any) -> str:
     """A stable hash of plain data (sorted keys), used to key caches and record recipe identity."""
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# atomic_path's temp names: "." + stem + "." + mkstemp's 8 random characters + ".tmp" + the real suffix
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9_-]+)?$")
+
+
+def is_stale_temp_name(name: str) -> bool:
+    return bool(_TEMP_NAME.match(name))
+
+
+def remove_stale_temps(directory: Path) -> list[Path]:
+    """Remove the temp files `atomic_path` left in `directory` (and below) when a process was killed before
+    renaming them; only names of its own pattern, never links. Call it where no write is in flight."""
+    removed = []
+    for path in sorted(Path(directory).rglob(".*.tmp*")):
+        if is_stale_temp_name(path.name) and path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temp_dirs(prefix: str) -> None:
+    """Remove `<tempdir>/<prefix><pid>-*` directories whose process is gone (a run killed while measuring)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+        pid = path.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and path.is_dir() and not path.is_symlink() and not _pid_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)

@@ -160,7 +160,10 @@ def profile_text(name_or_path: str | Path) -> tuple[str, str]:
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise RecipeError(f"profile file '{path}' does not exist")
-        return path.read_text(encoding="utf-8"), str(path)
+        try:
+            return path.read_text(encoding="utf-8"), str(path)
+        except UnicodeDecodeError as exc:
+            raise RecipeError(f"profile file '{path}' is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     texts = _shipped_texts()
     if str(name_or_path) not in texts:
         raise RecipeError(f"no profile '{name_or_path}'{did_you_mean(str(name_or_path), texts)}; "

@@ -8,6 +8,7 @@ here from the outputs the workers wrote.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,11 +19,13 @@ import numpy as np
 from edgekd import measure as m
 from edgekd.artifacts import Artifact
 from edgekd.errors import EdgekdError, StageError
+from edgekd.fileio import remove_stale_temp_dirs
 from edgekd.measure.graph import count_macs, files_on_disk
 from edgekd.measure.quality import ACCURACY, TEACHER_COSINE
 from edgekd.measure.worker import MeasureJob, run_in_subprocess, run_job
 
 ISOLATION_MODES = ("subprocess", "in-process")
+MEASURE_TEMP_PREFIX = "edgekd-measure-"  # + the pid of the run that owns the directory
 STUDENT = "student"  # the fp32 PyTorch student's artifact: every other student row's parity reference
 
 
@@ -68,6 +71,8 @@ class MeasureSettings:
         return {"preset": self.preset, "policy": asdict(self.policy), "isolation": self.isolation,
                 "threads": self.threads, "batch_sizes": list(self.throughput_batch_sizes),
                 "eval_batch_size": self.eval_batch_size, "noisy_cv": m.NOISY_CV,
+                "noisy_round_spread": m.NOISY_ROUND_SPREAD,
+                "intervals": "95%: order statistics and a bootstrap over rounds",
                 "percentiles": "nearest rank", "clock": "time.perf_counter_ns"}  # fmt: skip
 
 
@@ -98,14 +103,17 @@ def measure_rows(
     reference: TeacherReference | None = None,
     metric: str = ACCURACY,
     keep_outputs: dict[str, np.ndarray] | None = None,
+    factories: dict[str, tuple[str, dict[str, Any]]] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per artifact. Without `reference`, the teacher artifact (listed first) provides it. `metric`
     is the task's (accuracy, or cosine to the teacher for embedding encoders, whose rows carry no accuracy).
-    `keep_outputs`, when given, receives each measured artifact's outputs on `inputs` by name."""
+    `keep_outputs`, when given, receives each measured artifact's outputs on `inputs` by name. `factories`: the
+    recipe's (import path, kwargs) per PyTorch artifact name, the only source of code to build one."""
     skipped = skipped or {}
     student_outputs = reference.student_outputs if reference else None
     rows = []
-    with tempfile.TemporaryDirectory(prefix="edgekd-measure-") as tmp:
+    remove_stale_temp_dirs(MEASURE_TEMP_PREFIX)
+    with tempfile.TemporaryDirectory(prefix=f"{MEASURE_TEMP_PREFIX}{os.getpid()}-") as tmp:
         workdir = Path(tmp)
         np.save(workdir / "inputs.npy", inputs)
         for artifact in artifacts:
@@ -115,7 +123,8 @@ def measure_rows(
             if artifact.name in skipped:
                 rows.append({**row, "status": "skipped", "reason": skipped[artifact.name], "flags": []})
                 continue
-            result = _measure_one(artifact, run_dir, workdir, settings, num_classes)
+            factory = (factories or {}).get(artifact.name)
+            result = _measure_one(artifact, run_dir, workdir, settings, num_classes, factory)
             if result["status"] != "ok":
                 rows.append({**row, "status": "failed", "reason": result["reason"], "flags": []})
                 continue
@@ -129,7 +138,11 @@ def measure_rows(
             quality = _quality(outputs, labels, reference, metric)
             if student_outputs is not None and artifact.role == "student" and artifact.name != STUDENT:
                 quality["student_parity"] = student_parity(outputs, student_outputs, metric)
-            rows.append({**row, **_row_figures(artifact, run_dir, result, quality)})
+            figures = _row_figures(artifact, run_dir, result, quality)
+            collapse = parity_collapse(quality.get("student_parity"))
+            if collapse:
+                figures["flags"].append(_flag("parity-collapse", collapse))
+            rows.append({**row, **figures})
     if reference is None:
         teacher_row = next((r for r in rows if r.get("role") == "teacher"), None)
         why = f": {teacher_row['reason']}" if teacher_row else ""
@@ -137,6 +150,19 @@ def measure_rows(
     _add_stage_drops(rows, reference, metric)
     _add_comparison_flags(rows)
     return rows
+
+
+def require_a_measured_row(rows: list[dict[str, Any]], input_spec: dict[str, Any], inputs: np.ndarray) -> None:
+    """A run where no student row was measured has nothing to report: a StageError (exit 1) with the first
+    row's reason and the input the model expects against the samples it was given."""
+    students = [r for r in rows if r.get("role") != "teacher"]
+    if not students or any(r["status"] == "ok" for r in students):
+        return
+    first = next((r for r in students if r["status"] == "failed"), students[0])
+    raise StageError(f"measure: no artifact could be measured ({first['artifact']}: {first['reason']}); the model's "
+                     f"input '{input_spec['name']}' is {list(input_spec['shape'])} {input_spec['dtype']}, the eval "
+                     f"samples are {list(inputs.shape)} {inputs.dtype}. The report is written; fix the cause and run "
+                     "again")  # fmt: skip
 
 
 def student_parity(outputs: np.ndarray, student_outputs: np.ndarray, metric: str) -> dict[str, float]:
@@ -147,6 +173,24 @@ def student_parity(outputs: np.ndarray, student_outputs: np.ndarray, metric: str
     if metric == ACCURACY:
         parity["top1_agreement"] = m.top1_agreement(outputs, student_outputs)
     return parity
+
+
+# Below this agreement with the fp32 PyTorch student (top-1, or mean cosine for embeddings) a row computes
+# something else than the model it claims to be: INT8 keeps well above 0.95 on every task seen so far.
+PARITY_COLLAPSE = 0.9
+
+
+def parity_collapse(parity: dict[str, float] | None) -> str | None:
+    """A sentence when an artifact's outputs no longer follow the fp32 student's (a damaged or wrongly built
+    model that still runs), else None."""
+    if not parity:
+        return None
+    measure, value = (("top-1 agreement", parity["top1_agreement"]) if "top1_agreement" in parity
+                      else ("mean cosine", parity["mean_cosine"]))  # fmt: skip
+    if value >= PARITY_COLLAPSE:
+        return None
+    return (f"{measure} with the fp32 PyTorch student is {value:.3g} (< {PARITY_COLLAPSE}): this artifact does not "
+            "compute what the student computes (damaged file or broken conversion); do not ship it")
 
 
 def _quality(outputs: np.ndarray, labels: np.ndarray, reference: TeacherReference | None,
@@ -167,12 +211,13 @@ def _quality(outputs: np.ndarray, labels: np.ndarray, reference: TeacherReferenc
 
 
 def _measure_one(artifact: Artifact, run_dir: Path, workdir: Path, settings: MeasureSettings,
-                 num_classes: int) -> dict[str, Any]:  # fmt: skip
+                 num_classes: int, factory: tuple[str, dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
     job = MeasureJob(
         artifact=artifact.to_dict(), run_dir=str(Path(run_dir).resolve()), inputs_path=str(workdir / "inputs.npy"),
         outputs_path=str(workdir / f"{artifact.name}.outputs.npy"), threads=settings.threads,
         num_classes=num_classes, eval_batch_size=settings.eval_batch_size, policy=asdict(settings.policy),
         batch_sizes=list(settings.throughput_batch_sizes), openvino_throughput=settings.openvino_throughput,
+        factory=None if factory is None else [factory[0], dict(factory[1])],
     )  # fmt: skip
     if settings.isolation == "subprocess":
         runs = 1 + 2 * len(settings.throughput_batch_sizes)
@@ -207,10 +252,9 @@ def _row_figures(artifact: Artifact, run_dir: Path, result: dict[str, Any],
         figures["execution_precision"] = result["execution_precision"]
     if artifact.format == "onnx":
         figures.update(count_macs(run_dir / artifact.path).to_dict(), flops_counted_from=artifact.name)
-    if m.LatencyStats(**result["latency_ms"]).noisy:
-        cv = result["latency_ms"]["cv"]
-        figures["flags"].append(_flag("noisy", f"latency spread is {cv:.0%} of the mean (> {m.NOISY_CV:.0%}): "
-                                               "the machine was busy; re-measure before trusting small differences"))
+    latency = m.LatencyStats.from_dict(result["latency_ms"])
+    if latency.noisy:
+        figures["flags"].append(_flag("noisy", latency.noisy_message()))
     mismatch = precision_mismatch(artifact.precision, figures.get("execution_precision"))
     if mismatch:
         figures["flags"].append(_flag("precision-mismatch", mismatch))

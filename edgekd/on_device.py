@@ -25,11 +25,16 @@ from edgekd.fileio import write_json_atomic
 from edgekd.hardware import Profile, device_mismatch_reason, runtime_reason
 from edgekd.hostinfo import host_facts
 from edgekd.measure.quality import report_metric
-from edgekd.measure_rows import MeasureSettings, measure_rows
+from edgekd.measure_rows import MeasureSettings, measure_rows, require_a_measured_row
 from edgekd.report import SCHEMA_VERSION, load_report, validate_report, write_report
 from edgekd.rundirs import claim_dir, remove_scratch_dir
 from edgekd.runtimes import runtime_versions
 from edgekd.runtimes.tensorrt_runtime import TRTEXEC_ONLY
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 @dataclass(frozen=True)
@@ -73,8 +78,9 @@ def _bundle_artifacts(manifest: dict[str, Any], profile: Profile) -> tuple[list[
 
 def _build_engines(
     manifest: dict[str, Any], profile: Profile, bundle_dir: Path, out_dir: Path, settings: MeasureSettings
-) -> tuple[list[Artifact], dict[str, str], dict[str, Any]]:
-    """Build what this device needs (OpenVINO IR, ORT format, TensorRT engines) into `out_dir`."""
+) -> tuple[list[Artifact], dict[str, str], dict[str, Any], set[str]]:
+    """Build what this device needs (OpenVINO IR, ORT format, TensorRT engines) into `out_dir`; returns the
+    artifacts, the reasons for those not built, what was built, and which of them failed to build."""
     sources = [a["path"] for a in manifest["artifacts"] if a["format"] == "onnx"]
     specs = [s for s in engines_build.specs_for(profile, sources) if s.format != "onnx"]  # ONNX files travel
     params = int(manifest["student"]["params"])
@@ -82,6 +88,7 @@ def _build_engines(
               "max_batch": max(settings.throughput_batch_size, settings.eval_batch_size)}  # fmt: skip
     skipped: dict[str, str] = {}
     built: dict[str, Any] = {}
+    failed: set[str] = set()
     for spec in specs:
         reason = runtime_reason(spec.runtime)
         build_only = reason is not None and reason.startswith(TRTEXEC_ONLY)  # build with trtexec, cannot run
@@ -90,13 +97,14 @@ def _build_engines(
             continue
         try:
             engines_build.build_engine(spec, bundle_dir, out_dir, profile, **device)
-        except EdgekdError as exc:
-            skipped[spec.artifact] = f"build failed: {exc}"
+        except Exception as exc:  # a model the builder cannot parse is that row's failure, not a traceback
+            skipped[spec.artifact] = f"build failed: {first_line(exc)}"
+            failed.add(spec.artifact)
             continue
         built[spec.artifact] = spec.path
         if build_only:
             skipped[spec.artifact] = f"{reason}; the engine is built at {out_dir / spec.path}"
-    return [engines_build.to_artifact(s, params) for s in specs], skipped, built
+    return [engines_build.to_artifact(s, params) for s in specs], skipped, built, failed
 
 
 def _add_gpu_compute(rows: list[dict[str, Any]], out_dir: Path, settings: MeasureSettings, inputs) -> None:
@@ -129,10 +137,13 @@ def profile_bundle(
     settings = _settings(manifest, profile, threads)
     num_classes = int(manifest["task"]["num_classes"])
     metric = report_metric(manifest)
-    engines, skipped, built = _build_engines(manifest, profile, bundle_dir, out_dir, settings)
+    engines, skipped, built, build_failed = _build_engines(manifest, profile, bundle_dir, out_dir, settings)
     shipped, not_here = _bundle_artifacts(manifest, profile)
     rows = measure_rows(shipped, bundle_dir, inputs, labels, settings, num_classes, not_here, reference, metric)
     engine_rows = measure_rows(engines, out_dir, inputs, labels, settings, num_classes, skipped, reference, metric)
+    for row in engine_rows:
+        if row["artifact"] in build_failed:
+            row["status"] = "failed"
     _add_gpu_compute(engine_rows, out_dir, settings, inputs)
     for row in engine_rows:
         if row["format"] == "ort":
@@ -140,6 +151,7 @@ def profile_bundle(
     report = _report(manifest, profile, settings, rows + engine_rows, built, bundle_dir)
     validate_report(report, "the device report")
     write_report(report, out_dir)
+    require_a_measured_row(report["rows"], manifest["input"], inputs)
     return ProfileResult(out_dir, bundle_dir, report)
 
 

@@ -10,23 +10,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import torch
 
 from edgekd import measure as m
 from edgekd.artifacts import Artifact
 from edgekd.distill import distributed, predict_logits
 from edgekd.distill.stage import distill_stage, teacher_stage
+from edgekd.errors import StageError
 from edgekd.export import check_parity, export_onnx
 from edgekd.fileio import write_text_atomic
 from edgekd.gate import report_verdicts
 from edgekd.hardware import Profile
 from edgekd.measure.quality import ACCURACY, task_metric
-from edgekd.measure_rows import MeasureSettings, TeacherReference, measure_rows
+from edgekd.measure_rows import MeasureSettings, TeacherReference, measure_rows, require_a_measured_row
 from edgekd.models import count_parameters, load_saved_model
 from edgekd.progress import step
 from edgekd.quantize import quantize_int8_dynamic, quantize_int8_static
 from edgekd.recipe import Recipe
 from edgekd.report import build_report, validate_report, write_report
+from edgekd.run_identity import check_same_models
 from edgekd.rundirs import check_run_name, claim_dir, remove_owned_dir
 from edgekd.runtimes import get_runtime
 from edgekd.stages import stage_key, timed_stage
@@ -40,7 +43,7 @@ from edgekd.targets import (
     target_rows,
 )
 from edgekd.tasks import TaskData, load_task
-from edgekd.tasks.base import save_eval_split
+from edgekd.tasks.base import save_calibration_samples, save_eval_split
 
 TEST_SPLIT = "data/test.npz"
 CALIBRATION_SPLIT = "data/calibration.npz"
@@ -66,6 +69,7 @@ def distill_and_export(
     """Run every stage for `recipe` into `output_dir/<run_name>/`, resuming finished stages unless `fresh`.
     `openvino_precision` ("f32" / "auto") overrides the profiles' OpenVINO inference precision."""
     started = time.perf_counter()
+    profiles = target_profiles(recipe, openvino_precision)  # an unknown profile fails now, not after training
     if run_name is None:
         run_name = check_run_name(recipe.name, "recipe key 'name'")
     else:
@@ -78,6 +82,7 @@ def distill_and_export(
             remove_owned_dir(run_dir, root=output_dir)
         claim_dir(run_dir, "run", root=output_dir)
     distributed.barrier()
+    check_same_models(run_dir, recipe.to_dict())  # a run name reused for other models is refused
     write_text_atomic(run_dir / "recipe.toml", recipe.to_toml())
     threads = recipe.measure.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
@@ -87,7 +92,7 @@ def distill_and_export(
     task = load_task(recipe.task, recipe.teacher.hf_dir, labelled_eval=metric == ACCURACY)
     save_eval_split(run_dir / TEST_SPLIT, task.x_test, task.y_test, task.input_name)
     calibration = task.calibration_samples(recipe.quantize.calibration_samples, recipe.task.seed)
-    save_eval_split(run_dir / CALIBRATION_SPLIT, calibration, np.zeros(len(calibration), np.int64), task.input_name)
+    save_calibration_samples(run_dir / CALIBRATION_SPLIT, calibration, task.input_name)
 
     stages: dict[str, Any] = {}
     teacher, stages["teacher"] = _teacher_stage(recipe, task, run_dir)
@@ -99,13 +104,14 @@ def distill_and_export(
                                lambda: distill_stage(recipe, task, teacher, run_dir))  # fmt: skip
     if not distributed.is_main():
         return RunResult(run_dir, {})
-    student = load_saved_model(run_dir / "student.safetensors", recipe.student.architecture, task.num_classes)
+    factories = recipe_factories(recipe)
+    student = load_saved_model(run_dir / "student.safetensors", recipe.student.architecture, task.num_classes,
+                               factories["student"])  # fmt: skip
 
     export_key = stage_key({"export": recipe.export}, distill_key)
     stages["export"] = timed_stage(run_dir, "export", export_key, ["student.onnx"],
                               lambda: _export(recipe, task, student, run_dir))  # fmt: skip
 
-    profiles = target_profiles(recipe, openvino_precision)
     activations = static_activations(recipe, profiles)
     quantize_key = stage_key({"quantize": recipe.quantize, "activations": activations}, export_key)
     quantized = [f"student.{variant}.onnx" for variant in recipe.quantize.variants]
@@ -120,7 +126,8 @@ def distill_and_export(
     settings = MeasureSettings.from_recipe(dataclasses.asdict(recipe.measure), threads)
     outputs: dict[str, np.ndarray] = {}
     rows = measure_rows(artifacts + measured_here(engines, profiles), run_dir, task.x_test, task.y_test, settings,
-                        task.num_classes, skipped, metric=metric, keep_outputs=outputs)  # fmt: skip
+                        task.num_classes, skipped, metric=metric, keep_outputs=outputs,
+                        factories=factories)  # fmt: skip
     # the teacher's outputs from its measured row (at the report's eval batch size) travel in the bundle
     reference = TeacherReference.of(outputs["teacher"], task.y_test, metric, outputs.get("student"))
     stages["bundle"] = bundle_stage(recipe, task, run_dir, profiles, artifacts + engines, calibration, reference,
@@ -136,7 +143,15 @@ def distill_and_export(
         report["verdicts"] = verdicts
         validate_report(report, "the new report")
     write_report(report, run_dir)
+    require_a_measured_row(rows, task.input_spec(), task.x_test)
     return RunResult(run_dir, report)
+
+
+def recipe_factories(recipe: Recipe) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The recipe's factory (import path, kwargs) per PyTorch artifact: the only code a saved model is rebuilt with."""
+    teacher = recipe.teacher  # a Hugging Face directory wins over a factory (distill.stage.teacher_spec)
+    return {"teacher": ("", {}) if teacher.hf_dir else (teacher.factory, dict(teacher.factory_kwargs)),
+            "student": (recipe.student.factory, dict(recipe.student.factory_kwargs))}  # fmt: skip
 
 
 def _teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -148,6 +163,12 @@ def _teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path) -> tuple[torch
 def _export(recipe: Recipe, task: TaskData, student: torch.nn.Module, run_dir: Path) -> dict[str, Any]:
     path = run_dir / "student.onnx"
     export_onnx(student, task.x_test, task.input_name, path, recipe.export.opset)
+    written = max((o.version for o in onnx.load(str(path), load_external_data=False).opset_import
+                   if o.domain in ("", "ai.onnx")), default=None)  # fmt: skip
+    if written != recipe.export.opset:  # the report says the recipe's opset: it must be the file's
+        path.unlink(missing_ok=True)
+        raise StageError(f"export: asked for ONNX opset {recipe.export.opset}, the exporter wrote {written}; "
+                         "set export.opset to a version it writes (18 and newer)")  # fmt: skip
     onnx_logits = m.predict(get_runtime("onnxruntime").load(path, 1), task.x_test, batch_size=256)
     parity = check_parity(predict_logits(student, task.x_test), onnx_logits, recipe.export.parity_atol)
     return {"path": "student.onnx", "opset": recipe.export.opset, "parity": parity.to_dict()}

@@ -15,6 +15,7 @@ from typing import Any
 import tomli_w
 
 from edgekd.errors import RecipeError, did_you_mean
+from edgekd.recipe_limits import check_recipe_limits
 
 
 @dataclass(frozen=True)
@@ -260,6 +261,7 @@ def _check_recipe_values(recipe: Recipe) -> None:
     for ok, key, why in checks:
         if not ok:
             raise RecipeError(f"recipe key '{key}' {why}")
+    check_recipe_limits(recipe)  # finite floats, seed and batch ranges, opset, input name, factory paths
     for variant in recipe.quantize.variants:
         if variant not in QUANTIZE_VARIANTS:
             raise RecipeError(
@@ -279,8 +281,10 @@ def _to_plain(value: Any) -> Any:
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is tuple:
-        return f"list of {_type_name(typing.get_args(tp)[0])}"
-    return {int: "integer", float: "number", str: "string", bool: "true/false"}.get(tp, str(tp))
+        item = typing.get_args(tp)[0]
+        plural = {int: "integers", float: "numbers", str: "strings", bool: "true/false values"}
+        return f"a list of {plural.get(item, 'tables' if dataclasses.is_dataclass(item) else str(item))}"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(tp, str(tp))
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -292,7 +296,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return _build(tp, value, key)
     if origin is tuple:
         if not isinstance(value, list | tuple):
-            raise RecipeError(f"recipe key '{key}' must be a {_type_name(tp)}, got {value!r}")
+            raise RecipeError(f"recipe key '{key}' must be {_type_name(tp)}, got {value!r}")
         item_type = typing.get_args(tp)[0]
         return tuple(_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value))
     if origin in (typing.Union, types.UnionType):
@@ -309,7 +313,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is int and isinstance(value, bool) or not isinstance(value, tp):
-        raise RecipeError(f"recipe key '{key}' must be a {_type_name(tp)}, got {value!r}")
+        raise RecipeError(f"recipe key '{key}' must be {_type_name(tp)}, got {value!r}")
     return value
 
 
@@ -381,7 +385,11 @@ def load_recipe(source: str | Path | None = None, overrides: typing.Sequence[str
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise RecipeError(f"recipe file '{path}' does not exist; pass a TOML file or a built-in name")
-        text, origin = path.read_text(encoding="utf-8"), str(path)
+        origin = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise RecipeError(f"recipe file '{path}' is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     else:
         text, origin = builtin_recipe_text(str(source)), f"built-in recipe '{source}'"
     try:

@@ -23,7 +23,7 @@ from edgekd.runtimes import runtime_versions
 if TYPE_CHECKING:  # the task module pulls in scikit-learn; the report only names its type
     from edgekd.tasks import TaskData
 
-SCHEMA_VERSION = "1.3"  # 1.x stays additive: every 1.0 report validates against this schema
+SCHEMA_VERSION = "1.4"  # 1.x stays additive: every 1.0 report validates against this schema
 
 
 def report_schema() -> dict[str, Any]:
@@ -116,7 +116,7 @@ def estimate_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 COLUMNS = ("artifact", "target", "runtime", "precision", "status", "flags", "size", "params", "MFLOPs", "accuracy",
-           "drop (pts)", "agree", "KL", "p50 ms", "p90 ms", "p99 ms", "cv", "thru/s", "peak RSS")  # fmt: skip
+           "drop (pts)", "agree", "KL", "p50 ms", "p90 ms", "p99 ms", "spread", "thru/s", "peak RSS")  # fmt: skip
 
 
 def _columns(metric: str) -> tuple[str, ...]:
@@ -159,13 +159,24 @@ def _cells(row: dict[str, Any], metric: str = ACCURACY) -> list[str]:
         _fmt(metric_drop(row, metric), "+.2f"),
         _fmt(agree, ".1f", 100) + ("%" if agree is not None else ""),
         _fmt(fidelity.get("mean_kl"), ".4f"),
-        f"{lat['p50']:.3f}",
+        _p50_cell(lat),
         f"{lat['p90']:.3f}",
         f"{lat['p99']:.3f}",
-        _fmt(lat.get("cv"), ".0%"),
+        _fmt(lat.get("round_spread", lat.get("cv")), ".0%"),  # spread of the round medians (older: std / mean)
         f"{row['throughput_per_s']:,.0f} (b{row.get('batch_size', '?')})",
         "-" if memory.get("peak_rss_bytes") is None else human_bytes(memory["peak_rss_bytes"]),
     ]
+
+
+def _p50_cell(lat: dict[str, Any]) -> str:
+    """p50 with its 95% interval; where the runtime timed itself, its own time and the Python call's overhead
+    beside it rather than one mixed figure."""
+    cell = f"{lat['p50']:.4g}"
+    if lat.get("p50_ci95"):
+        cell += f" [{lat['p50_ci95'][0]:.4g}-{lat['p50_ci95'][1]:.4g}]"
+    if lat.get("runtime_p50") is not None:
+        cell += f" (runtime {lat['runtime_p50']:.4g} + call {lat.get('call_overhead_ms', 0.0):.2g})"
+    return cell
 
 
 def human_bytes(size: float) -> str:
@@ -201,7 +212,16 @@ def _method_line(report: dict[str, Any]) -> str | None:
     return (f"timing preset '{method['preset']}': {policy['warmup_runs']} warm-up runs discarded, then at least "
             f"{policy['min_runs']} runs and {policy['min_seconds']:g} s per figure; {method['isolation']} per "
             f"artifact; {method['threads']} threads; throughput at batch sizes "
-            f"{', '.join(map(str, method['batch_sizes']))}; percentiles by nearest rank")  # fmt: skip
+            f"{', '.join(map(str, method['batch_sizes']))}; percentiles by nearest rank{_rounds_note(method)}")
+
+
+def _rounds_note(method: dict[str, Any]) -> str:
+    """How rounds and intervals were used (reports before 1.3 timed in one round)."""
+    rounds = method["policy"].get("rounds")
+    if not rounds:
+        return ""
+    return (f"; timed in {rounds} rounds: p50 [95% interval], spread = robust spread of the round medians "
+            f"(flagged noisy above {method.get('noisy_round_spread', 0.1):.0%})")
 
 
 def _summary_lines(report: dict[str, Any]) -> list[str]:
@@ -346,7 +366,7 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 # The terminal is narrow: the columns a reader scans first (report.md / report.html have them all).
-TERMINAL_COLUMNS = ("artifact", "precision", "status", "size", "accuracy", "drop (pts)", "p50 ms", "p99 ms", "cv",
+TERMINAL_COLUMNS = ("artifact", "precision", "status", "size", "accuracy", "drop (pts)", "p50 ms", "p99 ms", "spread",
                     "thru/s", "flags")  # fmt: skip
 
 

@@ -288,8 +288,9 @@ def render_html(report: dict[str, Any]) -> str:
             f"<h2>Latency against {METRIC_LABELS[metric]}</h2>", pareto_svg(report),
             "<h2>Measured</h2>",
             '<p class="note">Latency at batch 1 (ms); throughput at the batch size shown; drop in points against the '
-            "teacher; agree = top-1 agreement with the teacher; KL = mean KL(teacher || row); cv = std / mean of "
-            "the latency. Yellow rows carry a flag, red rows were not measured.</p>",
+            "teacher; agree = top-1 agreement with the teacher; KL = mean KL(teacher || row); spread = robust spread "
+            "of the timing rounds' medians (std / mean in older reports). Yellow rows carry a flag, red rows were "
+            "not measured.</p>",
             _table(_columns(metric), [_cells(r, metric) for r in measured], classes, left=6),
             _stage_section(report), training_section_html(report, _table)]  # fmt: skip
     parity = parity_lines(report)

@@ -11,18 +11,22 @@ from onnx import TensorProto, helper, numpy_helper
 from edgekd.errors import RecipeError
 from edgekd.measure import (
     TIMING_PRESETS,
+    LatencyStats,
     TimingPolicy,
     drop_by_stage,
     mean_cosine,
     mean_kl,
     nearest_rank_percentile,
     summarize_ms,
+    summarize_rounds,
     time_runs,
     timing_policy,
 )
 from edgekd.measure.graph import count_macs, files_on_disk
+from edgekd.measure.timing import time_rounds
 from edgekd.measure_rows import precision_mismatch
 from edgekd.recipe import MEASURE_PRESETS, load_recipe
+from edgekd.runtimes.base import TimedCall
 
 
 def test_nearest_rank_percentiles_match_hand_computed_values():
@@ -42,8 +46,65 @@ def test_summary_statistics_by_hand():
     assert (stats.min, stats.max, stats.mean, stats.runs) == (1.0, 10.0, 5.5, 10)
     assert stats.std == pytest.approx(math.sqrt(82.5 / 9))  # sum of squared deviations 82.5, n - 1 = 9
     assert stats.cv == pytest.approx(stats.std / 5.5)
-    assert stats.noisy  # 55% spread
-    assert not summarize_ms([1.0, 1.01, 0.99, 1.0]).noisy
+    assert stats.round_spread is None and not stats.noisy  # one round: no drift between rounds to judge
+    assert stats.p50_ci95[0] <= 5.0 <= stats.p50_ci95[1]
+
+
+def _rounds(draw, rounds=10, per_round=2000, seed=0):
+    rng = np.random.default_rng(seed)
+    return [list(draw(rng, r, per_round)) for r in range(rounds)]
+
+
+def test_rare_huge_outliers_do_not_make_a_tight_row_noisy():
+    # 1 ms +- 1%, and one run in 5000 takes 200 ms: std/mean explodes, the round medians do not move
+    def draw(rng, _, n):
+        x = rng.normal(1.0, 0.01, n)
+        x[rng.random(n) < 2e-4] = 200.0
+        return x
+
+    stats = summarize_rounds(_rounds(draw))
+    assert stats.cv > 0.25  # the old criterion would have fired
+    assert not stats.noisy and stats.round_spread < 0.01
+    assert stats.max == 200.0 and stats.outliers >= 1  # the tail is reported, apart
+    low, high = stats.p50_ci95
+    assert low <= 1.0 <= high and high - low < 0.01
+
+
+def test_drifting_and_bimodal_rows_are_noisy_with_what_was_seen():
+    drifting = summarize_rounds(_rounds(lambda rng, r, n: rng.normal(1.0 + 0.1 * r, 0.01, n)))  # slows 10%/round
+    assert drifting.noisy and drifting.round_spread > 0.2
+    message = drifting.noisy_message()
+    assert "10 timing rounds" in message and "drifted" in message
+    low, high = drifting.p50_ci95
+    assert high - low > 0.3  # the interval widens with the drift, not just with sqrt(n)
+
+    def bimodal(rng, _, n):  # two modes of equal weight: the median jumps between them round to round
+        return np.where(rng.random(n) < 0.5, rng.normal(1.0, 0.01, n), rng.normal(2.0, 0.01, n))
+
+    assert summarize_rounds(_rounds(bimodal, per_round=200)).noisy
+
+
+def test_runtime_own_time_and_call_overhead_side_by_side():
+    stats = summarize_rounds([[0.030] * 50] * 3, runtime_rounds=[[0.024] * 50] * 3, loop_overhead_ms=0.0001)
+    assert stats.runtime_p50 == 0.024 and stats.call_overhead_ms == pytest.approx(0.006)
+    assert stats.to_dict()["p50_ci95"] == [0.030, 0.030] and "round_p50" in stats.to_dict()
+    assert LatencyStats.from_dict(stats.to_dict()) == stats
+
+
+def test_rounds_split_the_budget_and_bound_calls_are_used():
+    policy = TimingPolicy(warmup_runs=2, min_runs=12, min_seconds=0.0, rounds=3)
+    calls, bound = [], []
+
+    def runner(batch):
+        calls.append(1)
+
+    runner.bind = lambda batch: TimedCall(lambda: bound.append(1))
+    timed = time_rounds(runner, np.zeros((1, 2)), policy)
+    assert [len(r) for r in timed.wall] == [4, 4, 4] and timed.runtime is None
+    assert len(bound) == 14 and not calls  # warm-up + timed runs all through the bound call
+    assert policy.per_round() == (4, 0.0)
+    for preset in TIMING_PRESETS.values():  # rounds share the preset's budget, they do not add to it
+        assert preset.rounds >= 5 and preset.per_round()[1] * preset.rounds == pytest.approx(preset.min_seconds)
 
 
 def test_time_runs_discards_warmup_and_honours_the_minimum_count():
@@ -56,8 +117,8 @@ def test_presets_and_overrides():
     assert set(MEASURE_PRESETS) == set(TIMING_PRESETS)  # the recipe's list and the table agree
     default = timing_policy("default")
     assert default.min_runs >= 100 and default.min_seconds >= 2.0
-    assert timing_policy("quick", min_runs=3) == TimingPolicy(TIMING_PRESETS["quick"].warmup_runs, 3,
-                                                              TIMING_PRESETS["quick"].min_seconds)  # fmt: skip
+    quick = TIMING_PRESETS["quick"]
+    assert timing_policy("quick", min_runs=3) == TimingPolicy(quick.warmup_runs, 3, quick.min_seconds, quick.rounds)
     with pytest.raises(RecipeError, match="did you mean 'quick'"):
         timing_policy("quik")
     with pytest.raises(RecipeError, match="measure.preset"):

@@ -105,5 +105,5 @@ def test_user_teacher_and_student_through_the_pipeline(user_package, tmp_path):
     rows = {row["artifact"]: row for row in load_report(run_dir)["rows"]}
     assert rows["teacher"]["status"] == "ok" and rows["student-onnx-fp32"]["status"] == "ok"
     assert rows["teacher"]["params"] == sum(p.numel() for p in teacher.parameters())
-    rebuilt = load_saved_model(run_dir / "teacher.safetensors", "", 10)
+    rebuilt = load_saved_model(run_dir / "teacher.safetensors", "", 10, (user_package, {"hidden": 128}))
     assert torch.equal(rebuilt.head.weight, teacher.head.weight)

@@ -73,7 +73,7 @@ def test_users_own_profile_by_path(tmp_path):
         ('name = "x"\ndevice_class = "x86"\nruntimes = ["tensort"]\n', "did you mean 'tensorrt'"),
         ('name = "x"\ndevice_class = "jetsn"\n', "did you mean 'jetson'"),
         ('name = "x"\ndevice_class = "x86"\n[peak_tops]\nfp33 = 1\n', "did you mean 'fp32'"),
-        ('name = "x"\ndevice_class = "x86"\nthreads = "four"\n', "'threads' must be a integer"),
+        ('name = "x"\ndevice_class = "x86"\nthreads = "four"\n', "'threads' must be an integer"),
         ('name = "x"\ndevice_class = "x86"\nbatch_sizes = [0]\n', "'batch_sizes' must be a list of ints >= 1"),
         ('device_class = "x86"\n', "needs 'name' and 'device_class'"),
     ],

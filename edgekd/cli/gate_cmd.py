@@ -1,19 +1,41 @@
-"""`edgekd gate`: fail a CI build when a report breaks its budgets. Exit 0 pass, 1 fail, 2 inconclusive/usage."""
+"""`edgekd gate`: fail a CI build when a report breaks its budgets.
+
+Exit 0 pass, 1 fail, 2 usage or malformed input, 3 inconclusive (`--inconclusive pass|fail` decides instead).
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from edgekd.errors import EdgekdError
-from edgekd.gate import EXIT_CODES, evaluate, load_budgets, profile_budgets, recipe_budgets
+from edgekd.gate import (
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    Check,
+    evaluate,
+    exit_code,
+    load_budgets,
+    machine_difference,
+    overall_verdict,
+    profile_budgets,
+    recipe_budgets,
+    select_rows,
+)
+from edgekd.gate_output import publish_to_ci, verdict_document, write_junit
 from edgekd.hardware import load_profile
 from edgekd.measure.quality import TEACHER_COSINE, report_metric
+from edgekd.rebench import REBENCH_BUDGETS, RebenchPolicy, rebench
 from edgekd.report import load_report
+
+INCONCLUSIVE_POLICIES = (PASS, FAIL)
 
 
 def gate(
@@ -23,6 +45,15 @@ def gate(
     budgets_file: Path = typer.Option(None, "--budgets", help="TOML file of budgets (flags override it)."),
     baseline: Path = typer.Option(None, "--baseline", help="A baseline report.json (e.g. main's) that the "
                                   "relative budgets (max_p50_increase_pct, ...) compare rows with."),
+    rebench_from: Path = typer.Option(None, "--rebench", help="A baseline bundle or run directory: its artifacts "
+                                      "and the candidate's are measured again here, interleaved (ABBA), and "
+                                      "max_p50/p95_increase_pct are judged from that same-run comparison."),
+    rebench_rounds: int = typer.Option(10, min=3, help="ABBA rounds of --rebench before more are added."),
+    rebench_max_rounds: int = typer.Option(40, min=3, help="Cap on ABBA rounds while the verdict is inconclusive."),
+    threads: int = typer.Option(None, min=1, help="Threads for --rebench (default: the candidate run's)."),
+    inconclusive: str = typer.Option(None, "--inconclusive", help="What an inconclusive verdict counts as: "
+                                     "'pass' (exit 0) or 'fail' (exit 1). Default: exit 3."),
+    junit: Path = typer.Option(None, "--junit", help="Write a JUnit XML file: one test case per check."),
     artifact: list[str] = typer.Option([], "--artifact", "-a", help="Glob of rows to check (repeatable). "
                                        "Default: every student row."),
     max_accuracy_drop: float = typer.Option(None, help="Max accuracy drop against the teacher, points."),
@@ -44,15 +75,16 @@ def gate(
     max_accuracy_loss_pts: float = typer.Option(None, help="Max accuracy loss against the baseline row, points."),
     max_teacher_cosine_loss: float = typer.Option(None, help="Max loss of cosine to the teacher against the "
                                                   "baseline row (embedding encoders)."),
+    min_speedup_vs_teacher: float = typer.Option(None, help="Min speed-up of p50 over the teacher measured in "
+                                                 "the same run (e.g. 3 = three times as fast)."),
     as_json: bool = typer.Option(False, "--json", help="Print the verdicts as JSON."),
 ) -> None:
-    """Check a report against budgets; name every row, budget and measured value that breaks one."""
-    checked = load_report(report)
-    target = load_profile(profile) if profile else None
-    # later layers override earlier ones: profile defaults, the run's recipe [budgets], a budgets file, flags
-    budgets = profile_budgets(target, report_metric(checked)) if target else {}
-    budgets.update(recipe_budgets(checked))
-    budgets.update(load_budgets(budgets_file) if budgets_file else {})
+    """Check a report against budgets; name every row, budget and measured value that breaks one.
+
+    Exit 0 pass, 1 fail, 2 usage or malformed input, 3 inconclusive. On GitHub Actions the verdicts are also
+    appended to $GITHUB_STEP_SUMMARY and each failed check is annotated."""
+    if inconclusive is not None and inconclusive not in INCONCLUSIVE_POLICIES:
+        raise EdgekdError(f"--inconclusive '{inconclusive}' is not a policy: use 'pass' or 'fail'")
     flags = {
         "max_accuracy_drop": max_accuracy_drop, "min_accuracy": min_accuracy,
         "min_teacher_agreement": min_teacher_agreement, "min_teacher_cosine": min_teacher_cosine,
@@ -62,15 +94,60 @@ def gate(
         "max_size_mb": max_size_mb, "max_p50_increase_pct": max_p50_increase_pct,
         "max_p95_increase_pct": max_p95_increase_pct, "max_size_increase_pct": max_size_increase_pct,
         "max_accuracy_loss_pts": max_accuracy_loss_pts, "max_teacher_cosine_loss": max_teacher_cosine_loss,
+        "min_speedup_vs_teacher": min_speedup_vs_teacher,
     }  # fmt: skip
+    checked = _candidate_report(report, rebench_from)
+    target = load_profile(profile) if profile else None
+    # later layers override earlier ones: profile defaults, the run's recipe [budgets], a budgets file, flags
+    budgets = profile_budgets(target, report_metric(checked)) if target and checked else {}
+    budgets.update(recipe_budgets(checked) if checked else {})
+    budgets.update(load_budgets(budgets_file) if budgets_file else {})
     budgets.update({k: v for k, v in flags.items() if v is not None})
-    if not budgets and target and report_metric(checked) == TEACHER_COSINE:
+    if not budgets and target and checked and report_metric(checked) == TEACHER_COSINE:
         raise EdgekdError(f"profile '{target.name}' has no default budget that applies to this report: it is of an "
                           "embedding encoder, which has no accuracy; pass e.g. --min-teacher-cosine 0.98")  # fmt: skip
-    overall, checks = evaluate(checked, budgets, artifact, target.name if target else None,
-                               load_report(baseline) if baseline else None)  # fmt: skip
+    baseline_report = load_report(baseline) if baseline else None
+    notes: list[str] = []
+    if rebench_from is not None:
+        if not any(b in REBENCH_BUDGETS for b in budgets):
+            raise EdgekdError("--rebench compares latency with the baseline measured again: give a budget for it, "
+                              "e.g. --max-p50-increase-pct 10")
+        if baseline_report is None and (Path(rebench_from) / "report.json").is_file():
+            baseline_report = load_report(rebench_from)  # its sizes and accuracies, for the other relative budgets
+        policy = RebenchPolicy(rounds=rebench_rounds, max_rounds=max(rebench_max_rounds, rebench_rounds))
+        names = [r["artifact"] for r in select_rows(checked, artifact, target.name if target else None)] if checked \
+            else None  # fmt: skip
+        rebenched = rebench(Path(report), Path(rebench_from), names if names is not None else artifact,
+                            budgets, threads or _run_threads(checked), policy)  # fmt: skip
+        if baseline_report is None:  # rows the bundles do not carry cannot fall back to a baseline report
+            why = ("not re-measured: the candidate's bundle does not carry this artifact (bundles carry the ONNX "
+                   "variants; engines are built where they run) and no baseline report was given (--baseline)")
+            for name in names or []:
+                rebenched.setdefault(name, [Check(name, b, budgets[b], None, INCONCLUSIVE, why)
+                                            for b in budgets if b in REBENCH_BUDGETS])  # fmt: skip
+        notes.append(f"latency increases re-measured on this machine ({os.uname().nodename}) in one process, "
+                     f"baseline and candidate interleaved (ABBA): a same-run comparison")
+    else:
+        rebenched = None
+    if checked is None:  # a bundle alone: only the same-run comparison can be judged
+        unusable = [b for b in budgets if b not in REBENCH_BUDGETS]
+        if unusable:
+            raise EdgekdError(f"budget '{unusable[0]}' needs the candidate's report: pass its run directory or "
+                              "report.json rather than the bundle alone")
+        checks = [c for cs in (rebenched or {}).values() for c in cs]
+        overall = overall_verdict(checks)
+    else:
+        overall, checks = evaluate(checked, budgets, artifact, target.name if target else None, baseline_report,
+                                   rebenched)  # fmt: skip
+        elsewhere = machine_difference(checked, baseline_report) if baseline_report and rebenched is None else ""
+        notes += [elsewhere.removeprefix("; ")] if elsewhere else []
+    code = exit_code(overall, inconclusive)
+    if junit:
+        write_junit(junit, checks, inconclusive)
+    for line in publish_to_ci(overall, checks, notes, code):
+        typer.echo(line, err=True)  # the runner reads workflow commands from stderr too; stdout stays --json
     if as_json:
-        typer.echo(json.dumps({"verdict": overall, "checks": [c.to_dict() for c in checks]}, indent=2))
+        typer.echo(json.dumps(verdict_document(overall, checks, code, inconclusive, notes), indent=2))
     else:
         table = Table(title=f"edgekd gate: {overall.upper()}")
         for column in ("artifact", "budget", "verdict", "detail"):
@@ -79,4 +156,19 @@ def gate(
             style = {"fail": "red", "inconclusive": "yellow", "skipped": "dim"}.get(c.verdict)
             table.add_row(c.artifact, c.budget, c.verdict, c.detail, style=style)
         Console().print(table)
-    raise typer.Exit(EXIT_CODES[overall])
+        for note in notes:
+            Console().print(f"note: {note}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _candidate_report(path: Path, rebench_from: Path | None) -> dict[str, Any] | None:
+    """The candidate's report; None where --rebench is given a bundle alone (no report beside it)."""
+    path = Path(path)
+    has_report = path.is_file() and path.suffix == ".json" or (path / "report.json").is_file()
+    if rebench_from is not None and not has_report and ((path / "manifest.json").is_file() or path.is_file()):
+        return None
+    return load_report(path)
+
+
+def _run_threads(report: dict[str, Any] | None) -> int:
+    return int((report or {}).get("run", {}).get("threads") or os.cpu_count() or 1)

@@ -84,10 +84,11 @@ def _teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path, cache_root: Pa
             source = cache_root / "teachers" / f"{section.architecture}-{key}.safetensors"
             summary["origin"] = "cache"
             if not source.is_file():
-                summary["origin"] = "trained"
+                summary["origin"] = "trained"  # with run_dir: an interrupted teacher training resumes too
                 result = fit(teacher, task.x_train, task.y_train, task.x_val, task.y_val,
                              TrainConfig(section.epochs, section.lr, section.batch_size, recipe.task.seed),
-                             [LossSection("cross-entropy")], label="teacher", distributed=False)  # fmt: skip
+                             [LossSection("cross-entropy")], label="teacher", distributed=False,
+                             run_dir=run_dir)  # fmt: skip
                 summary["best_epoch"], summary["best_val_accuracy"] = result.best_epoch, result.best_val_metric
                 save_checkpoint(teacher, source)
         load_weights(teacher, source, section.allow_pickle_code_execution)

@@ -198,8 +198,7 @@ class Trainer:
             if not math.isfinite(total.item()):
                 raise StageError(
                     f"training {self.label}: the loss became {total.item()} at step {state['global_step'] + 1} "
-                    f"(epoch {state['epoch'] + 1}); nothing non-finite was saved. Lower the lr or set "
-                    "distill.grad_clip"
+                    f"(epoch {state['epoch'] + 1}); nothing non-finite was saved. {self._nan_advice()}"
                 )
             optimizer.zero_grad(set_to_none=True)
             total.backward()
@@ -219,6 +218,13 @@ class Trainer:
                 self._save(optimizer, scheduler, state)
         self._end_epoch(state, optimizer, time.perf_counter() - epoch_started)
         self._save(optimizer, scheduler, state)
+
+    def _nan_advice(self) -> str:
+        """The settings that govern this training: the teacher's own, or the distillation's."""
+        if self.label == "teacher":
+            return "Lower teacher.lr, and check that the task's inputs are finite"
+        return ("Lower distill.lr, set distill.grad_clip, raise distill.temperature if it is very small (< 0.5), "
+                "and check that the task's inputs are finite")
 
     def _end_epoch(self, state, optimizer, seconds: float) -> None:
         metric = float(self.evaluate(self.model))

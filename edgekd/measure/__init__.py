@@ -14,6 +14,7 @@ from edgekd.measure.quality import (
 )
 from edgekd.measure.timing import (
     NOISY_CV,
+    NOISY_ROUND_SPREAD,
     TIMING_PRESETS,
     LatencyStats,
     TimingPolicy,
@@ -21,12 +22,14 @@ from edgekd.measure.timing import (
     measure_throughput,
     nearest_rank_percentile,
     summarize_ms,
+    summarize_rounds,
     time_runs,
     timing_policy,
 )
 
 __all__ = [
-    "NOISY_CV", "STAGES", "TIMING_PRESETS", "LatencyStats", "TimingPolicy", "accuracy", "drop_by_stage", "fidelity",
-    "mean_cosine", "mean_kl", "measure_latency", "measure_throughput", "nearest_rank_percentile", "neighbour_accuracy",
-    "predict", "summarize_ms", "time_runs", "timing_policy", "top1_agreement",
+    "NOISY_CV", "NOISY_ROUND_SPREAD", "STAGES", "TIMING_PRESETS", "LatencyStats", "TimingPolicy", "accuracy",
+    "drop_by_stage", "fidelity", "mean_cosine", "mean_kl", "measure_latency", "measure_throughput",
+    "nearest_rank_percentile", "neighbour_accuracy", "predict", "summarize_ms", "summarize_rounds", "time_runs",
+    "timing_policy", "top1_agreement",
 ]  # fmt: skip

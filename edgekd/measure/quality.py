@@ -90,7 +90,7 @@ def mean_cosine(outputs: np.ndarray, teacher_outputs: np.ndarray) -> float:
     b = teacher_outputs.reshape(len(teacher_outputs), -1).astype(np.float64)
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     cosines = (a * b).sum(axis=1) / np.maximum(norms, 1e-12)
-    return float(np.clip(cosines, -1.0, 1.0).mean())  # rounding can put a vector's cosine with itself past 1
+    return float(np.clip(cosines, -1.0, 1.0).mean())  # rounding can give 1 + 1e-16 for identical vectors
 
 
 def neighbour_accuracy(embeddings: np.ndarray, labels: np.ndarray) -> float | None:

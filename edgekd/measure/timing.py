@@ -3,42 +3,59 @@
 Method (the same as OpenVINO's benchmark_app where it has one): warm-up runs are discarded, then timed runs
 continue until BOTH a minimum count and a minimum duration are reached — a fast model gets many samples and a
 slow one is not cut short — each timed with `time.perf_counter_ns`. Percentiles use the nearest-rank method.
+The timed runs are split into rounds (same total budget) so that drift between rounds shows and intervals
+reflect it (`measure.stats`).
+The timed call is the runner's bound call (`bind`): inputs set once, no result dict, no output copy.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
 import numpy as np
 
 from edgekd.errors import RecipeError, did_you_mean
-from edgekd.runtimes.base import Runner
+from edgekd.measure import stats
+from edgekd.runtimes.base import Runner, TimedCall
 
-# A row whose standard deviation exceeds this fraction of its mean is flagged: the machine was busy, or the
-# runtime's timing is bimodal, and its percentiles should not be trusted to a few percent.
-NOISY_CV = 0.25
+# A row is flagged noisy when its round medians wander apart by more than this (robust spread: 1.4826 x MAD of
+# the round medians over their median). Rare huge outliers inside a round do not move a median; a machine whose
+# speed drifts during the run, or a runtime whose timing is bimodal, does.
+NOISY_ROUND_SPREAD = 0.10
+NOISY_CV = NOISY_ROUND_SPREAD  # the name reports and benchmarks used before rounds; same meaning now
+PERCENTILES = (50, 90, 95, 99)
 
 
 @dataclass(frozen=True)
 class TimingPolicy:
+    """Warm-up runs, then `rounds` rounds that together take at least `min_runs` runs and `min_seconds`
+    (each round its share of both), so the spread between rounds can be seen within the same time budget."""
+
     warmup_runs: int = 10
     min_runs: int = 100
     min_seconds: float = 2.0
+    rounds: int = 1
 
     def __post_init__(self) -> None:
-        if self.min_runs < 1 or self.warmup_runs < 0 or self.min_seconds < 0:
-            raise RecipeError(f"timing policy {self} is invalid: min_runs must be >= 1, warm-up and seconds >= 0 "
-                              "(a recipe's 0 means the preset's value: resolve with timing_policy())")  # fmt: skip
+        if self.min_runs < 1 or self.warmup_runs < 0 or self.min_seconds < 0 or self.rounds < 1:
+            raise RecipeError(f"timing policy {self} is invalid: min_runs must be >= 1, rounds >= 1, warm-up and "
+                              "seconds >= 0 (a recipe's 0 means the preset's value: resolve with timing_policy())")
+
+    def per_round(self) -> tuple[int, float]:
+        """(minimum runs, minimum seconds) of one round."""
+        return math.ceil(self.min_runs / self.rounds), self.min_seconds / self.rounds
 
 
 # Documented presets (recipe key `measure.preset`). `quick` keeps a CI run or a test in seconds and is noisy;
 # `default` is what a report should be read from; `thorough` is for a decision between close candidates.
+# Rounds split the same time budget (a round of `default` is 0.2 s: long enough for a stable median).
 TIMING_PRESETS: dict[str, TimingPolicy] = {
-    "quick": TimingPolicy(warmup_runs=3, min_runs=20, min_seconds=0.1),
-    "default": TimingPolicy(warmup_runs=10, min_runs=100, min_seconds=2.0),
-    "thorough": TimingPolicy(warmup_runs=50, min_runs=1000, min_seconds=10.0),
+    "quick": TimingPolicy(warmup_runs=3, min_runs=20, min_seconds=0.1, rounds=5),
+    "default": TimingPolicy(warmup_runs=10, min_runs=100, min_seconds=2.0, rounds=10),
+    "thorough": TimingPolicy(warmup_runs=50, min_runs=1000, min_seconds=10.0, rounds=20),
 }
 
 
@@ -55,7 +72,11 @@ def timing_policy(preset: str, warmup_runs: int = 0, min_runs: int = 0, min_seco
 
 @dataclass(frozen=True)
 class LatencyStats:
-    """Milliseconds over `runs` timed runs; `cv` is std / mean (the spread, unitless)."""
+    """Milliseconds over `runs` timed runs in `rounds` rounds. `cv` is std / mean (kept for old readers: one
+    outlier inflates it); `round_spread` is the robust spread of the round medians, which decides `noisy`.
+    `p50_ci95` etc. are 95% intervals; `loop_overhead_ms` is the timing loop's own cost per call (an empty call);
+    `runtime_p50` (where the runtime times itself) is the runtime's own median, `call_overhead_ms` = p50 minus it.
+    """
 
     p50: float
     p90: float
@@ -68,56 +89,138 @@ class LatencyStats:
     runs: int
     cv: float = 0.0
     seconds: float = 0.0  # wall time of the timed runs
+    rounds: int = 1
+    round_p50: tuple[float, ...] = ()
+    round_spread: float | None = None
+    p50_ci95: tuple[float, float] | None = None
+    p90_ci95: tuple[float, float] | None = None
+    p95_ci95: tuple[float, float] | None = None
+    p99_ci95: tuple[float, float] | None = None
+    tail_ratio: float | None = None  # p99 / p50
+    outliers: int | None = None  # runs beyond Q3 + 3 x IQR
+    loop_overhead_ms: float | None = None
+    runtime_p50: float | None = None
+    runtime_p50_ci95: tuple[float, float] | None = None
+    call_overhead_ms: float | None = None
 
-    def to_dict(self) -> dict[str, float | int]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: intervals as [low, high], and fields this measurement has no value for left out."""
+        out: dict[str, Any] = {}
+        for key, value in asdict(self).items():
+            if value is None:
+                continue
+            out[key] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LatencyStats:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known})
 
     @property
     def noisy(self) -> bool:
-        return self.cv > NOISY_CV
+        return self.round_spread is not None and self.round_spread > NOISY_ROUND_SPREAD
+
+    def noisy_message(self) -> str:
+        """What was seen, for the row's `noisy` flag."""
+        low, high = self.p50_ci95 or (self.p50, self.p50)
+        return (f"the medians of {self.rounds} timing rounds vary by {self.round_spread:.0%} (robust spread, "
+                f"> {NOISY_ROUND_SPREAD:.0%}; from {min(self.round_p50):.4g} to {max(self.round_p50):.4g} ms): the "
+                "machine's speed drifted during the run or the runtime's timing is bimodal; p50 95% interval "
+                f"{low:.4g}-{high:.4g} ms; re-measure before trusting small differences")
 
 
 def nearest_rank_percentile(sorted_values: list[float], percent: float) -> float:
     """The smallest value with at least `percent`% of the values at or below it (rank = ceil(p/100 * n))."""
-    if not sorted_values:
-        raise ValueError("no values")
-    rank = max(1, math.ceil(percent / 100.0 * len(sorted_values)))
-    return sorted_values[rank - 1]
+    return stats.nearest_rank(sorted_values, percent)
+
+
+def summarize_rounds(rounds: list[list[float]], runtime_rounds: list[list[float]] | None = None,
+                     loop_overhead_ms: float | None = None) -> LatencyStats:  # fmt: skip
+    """Statistics of per-run times (ms) taken in rounds; std is the sample standard deviation (n - 1)."""
+    arrays = [np.asarray(r, dtype=float) for r in rounds if len(r)]
+    ordered = np.sort(np.concatenate(arrays))
+    mean = float(ordered.mean())
+    std = float(ordered.std(ddof=1)) if len(ordered) > 1 else 0.0
+    point = {p: stats.nearest_rank(ordered, p) for p in PERCENTILES}
+    round_p50 = tuple(float(np.median(r)) for r in arrays)
+    intervals = {f"p{p}_ci95": stats.percentile_interval(arrays, ordered, p) for p in PERCENTILES}
+    runtime: dict[str, Any] = {}
+    if runtime_rounds:
+        own = [np.asarray(r, dtype=float) for r in runtime_rounds if len(r)]
+        own_sorted = np.sort(np.concatenate(own))
+        runtime_p50 = stats.nearest_rank(own_sorted, 50)
+        runtime = {"runtime_p50": runtime_p50, "runtime_p50_ci95": stats.percentile_interval(own, own_sorted, 50),
+                   "call_overhead_ms": max(point[50] - runtime_p50, 0.0)}  # fmt: skip
+    return LatencyStats(
+        p50=point[50], p90=point[90], p95=point[95], p99=point[99],
+        mean=mean, std=std, min=float(ordered[0]), max=float(ordered[-1]), runs=len(ordered),
+        cv=std / mean if mean > 0 else 0.0, seconds=float(ordered.sum()) / 1e3,
+        rounds=len(arrays), round_p50=round_p50,
+        round_spread=stats.relative_mad(round_p50) if len(arrays) >= 3 else None,  # too few rounds to judge
+        tail_ratio=point[99] / point[50] if point[50] > 0 else None, outliers=stats.outlier_count(ordered),
+        loop_overhead_ms=loop_overhead_ms, **intervals, **runtime,
+    )  # fmt: skip
 
 
 def summarize_ms(samples_ms: list[float]) -> LatencyStats:
-    """Statistics of per-run times; std is the sample standard deviation (n - 1)."""
-    ordered = sorted(samples_ms)
-    mean = sum(ordered) / len(ordered)
-    variance = sum((x - mean) ** 2 for x in ordered) / max(len(ordered) - 1, 1)
-    std = math.sqrt(variance)
-    return LatencyStats(
-        p50=nearest_rank_percentile(ordered, 50),
-        p90=nearest_rank_percentile(ordered, 90),
-        p95=nearest_rank_percentile(ordered, 95),
-        p99=nearest_rank_percentile(ordered, 99),
-        mean=mean,
-        std=std,
-        min=ordered[0],
-        max=ordered[-1],
-        runs=len(ordered),
-        cv=std / mean if mean > 0 else 0.0,
-        seconds=sum(ordered) / 1e3,
-    )
+    """Statistics of per-run times taken in one round (no spread between rounds to judge noise from)."""
+    return summarize_rounds([samples_ms])
+
+
+def bind_runner(runner: Runner, batch: np.ndarray) -> TimedCall:
+    """The cheapest honest call of `runner` on `batch`: its own `bind` where it has one, else its plain call."""
+    bind = getattr(runner, "bind", None)
+    return bind(batch) if bind is not None else TimedCall(lambda: runner(batch))
+
+
+@dataclass
+class TimedRounds:
+    """Per-run wall times (ms) by round, and the runtime's own times where it reports them."""
+
+    wall: list[list[float]]
+    runtime: list[list[float]] | None = None
+
+
+def time_round(call: TimedCall, min_runs: int, min_seconds: float) -> tuple[list[float], list[float] | None]:
+    """One round: runs until both `min_runs` and `min_seconds` are reached; wall ms and runtime ms per run."""
+    samples_ns: list[int] = []
+    own: list[float] | None = [] if call.runtime_ms is not None else None
+    run, clock, min_ns = call.run, time.perf_counter_ns, int(min_seconds * 1e9)
+    started = clock()
+    while len(samples_ns) < min_runs or clock() - started < min_ns:
+        t0 = clock()
+        run()
+        samples_ns.append(clock() - t0)
+        if own is not None:
+            own.append(call.runtime_ms())  # type: ignore[misc]  # outside the timed interval
+    return [ns / 1e6 for ns in samples_ns], own
+
+
+def time_rounds(runner: Runner, batch: np.ndarray, policy: TimingPolicy) -> TimedRounds:
+    """Warm-up, then `policy.rounds` rounds of timed runs of the bound call."""
+    call = bind_runner(runner, batch)
+    for _ in range(policy.warmup_runs):
+        call.run()
+    runs, seconds = policy.per_round()
+    out = TimedRounds([], [] if call.runtime_ms is not None else None)
+    for _ in range(policy.rounds):
+        wall, own = time_round(call, runs, seconds)
+        out.wall.append(wall)
+        if out.runtime is not None and own is not None:
+            out.runtime.append(own)
+    return out
 
 
 def time_runs(runner: Runner, batch: np.ndarray, policy: TimingPolicy) -> list[float]:
-    """Per-run wall times in milliseconds, after warm-up."""
-    for _ in range(policy.warmup_runs):
-        runner(batch)
-    samples_ns: list[int] = []
-    min_ns = int(policy.min_seconds * 1e9)
-    started = time.perf_counter_ns()
-    while len(samples_ns) < policy.min_runs or time.perf_counter_ns() - started < min_ns:
-        t0 = time.perf_counter_ns()
-        runner(batch)
-        samples_ns.append(time.perf_counter_ns() - t0)
-    return [ns / 1e6 for ns in samples_ns]
+    """Per-run wall times in milliseconds, after warm-up, all rounds together."""
+    return [x for r in time_rounds(runner, batch, policy).wall for x in r]
+
+
+def loop_overhead_ms(runs: int = 2000) -> float:
+    """Median cost of the timing loop around an empty call: what every sample carries besides the model."""
+    wall, _ = time_round(TimedCall(lambda: None), runs, 0.0)
+    return stats.nearest_rank(sorted(wall), 50)
 
 
 def repeat_to_batch(inputs: np.ndarray, batch_size: int) -> np.ndarray:
@@ -126,8 +229,9 @@ def repeat_to_batch(inputs: np.ndarray, batch_size: int) -> np.ndarray:
 
 
 def measure_latency(runner: Runner, sample: np.ndarray, policy: TimingPolicy) -> LatencyStats:
-    """Latency at batch 1 on one real sample."""
-    return summarize_ms(time_runs(runner, sample[:1], policy))
+    """Latency at batch 1 on one real sample, in rounds, beside the timing loop's own cost."""
+    timed = time_rounds(runner, sample[:1], policy)
+    return summarize_rounds(timed.wall, timed.runtime, loop_overhead_ms())
 
 
 def measure_throughput(runner: Runner, inputs: np.ndarray, batch_size: int, policy: TimingPolicy) -> float:

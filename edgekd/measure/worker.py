@@ -39,6 +39,9 @@ class MeasureJob:
     policy: dict[str, Any]  # TimingPolicy fields
     batch_sizes: list[int] = field(default_factory=lambda: [1])
     openvino_throughput: bool = True
+    # the recipe's (import path, kwargs) for a PyTorch artifact made by a user factory: code comes from the
+    # recipe, never from the run directory's .model.json
+    factory: list[Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,7 +119,8 @@ def run_job(job: MeasureJob, isolated: bool) -> dict[str, Any]:
     inputs = np.load(job.inputs_path)
     rss_before_load = _current_rss_bytes()
     t0 = time.perf_counter()
-    runner = load_runner(artifact, Path(job.run_dir), job.threads, job.num_classes)
+    factory = (job.factory[0], dict(job.factory[1])) if job.factory else None
+    runner = load_runner(artifact, Path(job.run_dir), job.threads, job.num_classes, factory)
     load_seconds = time.perf_counter() - t0
     outputs = predict(runner, inputs, job.eval_batch_size)
     with atomic_path(Path(job.outputs_path)) as tmp:
@@ -154,6 +158,21 @@ def run_job(job: MeasureJob, isolated: bool) -> dict[str, Any]:
     }
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent() -> None:
+    """In the forked child before exec (Linux): the kernel sends SIGKILL to this worker when the process that
+    started it dies, even by kill -9, so no measurement keeps running for a run that is gone."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not glibc: the parent's timeout still bounds the worker
+        pass
+
+
 def run_in_subprocess(job: MeasureJob, workdir: Path, timeout_s: float) -> dict[str, Any]:
     """Run `job` in a fresh interpreter; a crash, a hang or no result becomes a failed result, never a raise."""
     import subprocess
@@ -168,7 +187,8 @@ def run_in_subprocess(job: MeasureJob, workdir: Path, timeout_s: float) -> dict[
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(search_path))}
     try:
         done = subprocess.run([sys.executable, "-m", "edgekd.measure.worker", str(job_path), str(result_path)],
-                              capture_output=True, text=True, env=env, timeout=timeout_s)  # fmt: skip
+                              capture_output=True, text=True, env=env, timeout=timeout_s,
+                              preexec_fn=die_with_parent if sys.platform == "linux" else None)  # fmt: skip
     except subprocess.TimeoutExpired:
         return {"status": "failed", "reason": f"measuring took longer than {timeout_s:.0f} s and was stopped"}
     if result_path.is_file():

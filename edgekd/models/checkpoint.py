@@ -23,11 +23,29 @@ def save_checkpoint(model: nn.Module, path: Path) -> None:
         save_file(state, str(tmp))
 
 
-def load_checkpoint(model: nn.Module, path: Path) -> nn.Module:
-    """Load safetensors weights into `model`; shape or key mismatches name the tensor at fault."""
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+
+
+def check_checkpoint_file(path: Path) -> None:
+    """Refuse, with the reason, a checkpoint that is missing, empty, or a git-LFS pointer (a small text file
+    that stands in for the weights until `git lfs pull` fetches them)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' does not exist")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint '{path}' is empty (0 bytes): the copy or download did not finish; "
+                              "copy it again")  # fmt: skip
+    with open(path, "rb") as fh:
+        head = fh.read(len(LFS_POINTER))
+    if head == LFS_POINTER:
+        raise CheckpointError(f"checkpoint '{path}' is a git-LFS pointer, not the weights: run `git lfs pull` in its "
+                              "repository (or download the file itself)")  # fmt: skip
+
+
+def load_checkpoint(model: nn.Module, path: Path) -> nn.Module:
+    """Load safetensors weights into `model`; shape or key mismatches name the tensor at fault."""
+    path = Path(path)
+    check_checkpoint_file(path)
     if path.suffix != ".safetensors":
         raise CheckpointError(
             f"checkpoint '{path}' is not a .safetensors file; convert it with "

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from edgekd.errors import CheckpointError, MissingDependencyError, RecipeError
+from edgekd.models.checkpoint import check_checkpoint_file
 
 
 def require_transformers() -> Any:
@@ -87,6 +88,8 @@ def load_hf_encoder(directory: str | Path, output: str, num_classes: int, pad_to
     """A pretrained encoder from a local directory; a head missing from the checkpoint is a clear error."""
     directory = Path(directory)
     config = load_hf_config(directory, num_classes, output)
+    for weights in sorted(directory.glob("*.safetensors")) + sorted(directory.glob("*.bin")):
+        check_checkpoint_file(weights)  # a git-LFS pointer or an empty file: named, with the fix
     try:
         model, info = _model_class(output).from_pretrained(
             str(directory), config=config, local_files_only=True, attn_implementation="eager",

@@ -61,19 +61,43 @@ def save_model(model: nn.Module, spec: ModelSpec, run_dir: Path, name: str, toke
     return path
 
 
-def load_saved_model(path: Path, architecture: str, num_classes: int) -> nn.Module:
-    """Rebuild a saved model from its `.model.json` (or, for a zoo model saved without one, its name)."""
+def load_saved_model(path: Path, architecture: str, num_classes: int,
+                     factory: tuple[str, dict[str, Any]] | None = None) -> nn.Module:  # fmt: skip
+    """Rebuild a saved model from its `.model.json` (or, for a zoo model saved without one, its name).
+
+    `factory` is what the recipe names for this model: (import path, kwargs), ("", {}) for none. Code is only
+    ever imported from the recipe: a sidecar naming a factory the recipe does not name, or other kwargs, is
+    refused (the file may have been edited to run something), and without `factory` no sidecar factory is used.
+    """
     path = Path(path)
     sidecar = path.with_suffix(".model.json")
     if sidecar.is_file():
         try:
-            spec = ModelSpec(**json.loads(sidecar.read_text(encoding="utf-8")))
-        except (json.JSONDecodeError, TypeError) as exc:
+            data = json.loads(sidecar.read_text(encoding="utf-8"))
+            spec = ModelSpec(**data)
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
             raise CheckpointError(f"'{sidecar}' does not describe a model: {exc}") from exc
+        _check_sidecar_factory(spec, factory, sidecar)
         model = spec.build(base_dir=path.parent)
     else:
         model = build_model(architecture, num_classes)
     return load_checkpoint(model, path)
+
+
+def _check_sidecar_factory(spec: ModelSpec, factory: tuple[str, dict[str, Any]] | None, sidecar: Path) -> None:
+    named = (spec.factory, dict(spec.factory_kwargs)) if spec.kind == "factory" else ("", {})
+    if spec.kind != "factory" and not (spec.factory or spec.factory_kwargs):
+        if factory is None or not factory[0]:
+            return
+    if factory is None:
+        raise CheckpointError(f"'{sidecar}' names the factory '{spec.factory}'; edgekd imports code only from a "
+                              "recipe, never from a file in a run directory: pass the recipe's factory")  # fmt: skip
+    expected = (factory[0], dict(factory[1]))
+    if named != expected:
+        raise CheckpointError(f"'{sidecar}' disagrees with the recipe: it names factory {named[0] or 'none'!r} with "
+                              f"{named[1]}, the recipe {expected[0] or 'none'!r} with {expected[1]}; refusing to "
+                              "build it (the file was edited, or the run directory belongs to another recipe: "
+                              "rerun with --fresh)")  # fmt: skip
 
 
 def load_weights(model: nn.Module, path: Path, allow_pickle_code_execution: bool = False) -> nn.Module:

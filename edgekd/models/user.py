@@ -19,13 +19,14 @@ from safetensors.torch import load_file
 from torch import nn
 
 from edgekd.errors import CheckpointError, RecipeError
+from edgekd.factories import check_import_path, check_resolved
+from edgekd.models.checkpoint import check_checkpoint_file
 
 
 def import_factory(spec: str, key: str) -> Any:
-    """Resolve `package.module:function` (the module must be importable: installed or on PYTHONPATH)."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise RecipeError(f"recipe key '{key}': '{spec}' must look like package.module:function")
+    """Resolve `package.module:function` (the module must be importable: installed or on PYTHONPATH). The path
+    is checked before the import and the callable after it (edgekd.factories): never stdlib or builtins."""
+    module_name, attr = check_import_path(spec, key)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -36,8 +37,7 @@ def import_factory(spec: str, key: str) -> Any:
         if not hasattr(target, part):
             raise RecipeError(f"recipe key '{key}': module '{module_name}' has no '{attr}'")
         target = getattr(target, part)
-    if not callable(target):
-        raise RecipeError(f"recipe key '{key}': '{spec}' is not callable")
+    check_resolved(target, spec, key)
     return target
 
 
@@ -55,8 +55,7 @@ def build_user_model(spec: str, kwargs: Mapping[str, Any], key: str) -> nn.Modul
 def read_state_dict(path: Path, allow_pickle_code_execution: bool = False) -> dict[str, torch.Tensor]:
     """Tensors from a .safetensors file or a torch checkpoint (a state dict, or {'state_dict': ...})."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint '{path}' does not exist")
+    check_checkpoint_file(path)
     if path.suffix == ".safetensors":
         try:
             return load_file(str(path))
@@ -73,7 +72,8 @@ def read_state_dict(path: Path, allow_pickle_code_execution: bool = False) -> di
             ) from exc
         loaded = torch.load(path, map_location="cpu", weights_only=False)  # the user opted in, loudly
     except (RuntimeError, OSError, EOFError) as exc:
-        raise CheckpointError(f"checkpoint '{path}' could not be read by torch.load: {exc}") from exc
+        why = str(exc) or type(exc).__name__
+        raise CheckpointError(f"checkpoint '{path}' could not be read by torch.load: {why}") from exc
     if isinstance(loaded, nn.Module):
         loaded = loaded.state_dict()
     if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):

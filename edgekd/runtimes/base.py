@@ -13,6 +13,19 @@ Runner = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
+class TimedCall:
+    """One batch bound to a runner for timing. `run()` runs it with the inputs set once and no output copy or
+    result dict, so the timed call costs what the runtime costs; `runtime_ms()`, where the runtime times itself
+    (OpenVINO's InferRequest.latency), is the runtime's own time of the last run.
+
+    A runner offers this as an attribute `bind(batch) -> TimedCall`; one without it is timed through its plain
+    call (`edgekd.measure.timing.bind_runner`)."""
+
+    run: Callable[[], object]
+    runtime_ms: Callable[[], float] | None = None
+
+
+@dataclass(frozen=True)
 class Runtime:
     name: str
     package: str  # the import name whose absence makes the runtime unavailable

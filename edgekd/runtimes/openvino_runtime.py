@@ -15,7 +15,7 @@ import numpy as np
 
 from edgekd.errors import MissingDependencyError
 from edgekd.fileio import atomic_path
-from edgekd.runtimes.base import Runner, Runtime
+from edgekd.runtimes.base import Runner, Runtime, TimedCall
 
 PRECISION_KEY = ["edgekd", "inference_precision"]
 INFERENCE_PRECISIONS = ("auto", "f32")
@@ -76,6 +76,20 @@ def _load(path: Path, threads: int) -> Runner:
         request.infer({0: batch})
         return request.get_output_tensor(0).data.copy()
 
+    def bind(batch: np.ndarray) -> TimedCall:
+        # the input tensor set once over the batch's memory, and infer() with no inputs builds no result dict:
+        # request.infer({0: batch}) costs ~80 us more per call than the model on a 10 us model
+        ov = _import_openvino()
+        batch = np.ascontiguousarray(batch, dtype=request.model_inputs[0].get_element_type().to_dtype())
+        request.set_input_tensor(ov.Tensor(batch, shared_memory=True))
+
+        def call() -> object:
+            request.infer()
+            return batch
+
+        return TimedCall(call, runtime_ms=lambda: request.latency)  # the plugin's own time of the last infer, ms
+
+    run.bind = bind  # type: ignore[attr-defined]
     return run
 
 

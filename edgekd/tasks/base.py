@@ -85,6 +85,14 @@ def save_eval_split(path: Path, inputs: np.ndarray, labels: np.ndarray, input_na
             np.savez(fh, **{input_name: inputs, "labels": labels})
 
 
+def save_calibration_samples(path: Path, inputs: np.ndarray, input_name: str) -> None:
+    """Write calibration inputs as .npz under the model's input name, atomically. No labels: calibration
+    samples are drawn without regard to them, and zeros in a `labels` array would read like real ones."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **{input_name: inputs})
+
+
 def load_eval_split(path: Path, input_name: str) -> tuple[np.ndarray, np.ndarray]:
     with np.load(path, allow_pickle=False) as data:
         return data[input_name], data["labels"]
