@@ -62,8 +62,11 @@ class StudentSection:
     factory: str = ""
     factory_kwargs: dict[str, Any] = field(default_factory=dict)
     hf_config: str = ""
-    shrink_layers: int = 0  # Hugging Face: keep this many teacher layers (evenly spaced); 0 = every other one
+    shrink_layers: int = 0  # Hugging Face: keep this many teacher layers; 0 = half of them
     shrink_hidden_size: int = 0  # Hugging Face: a narrower student (hidden and FFN sliced); 0 = teacher's width
+    # Hugging Face: which teacher layers (0-based) the shrunk student keeps, e.g. [0, 4, 5]; empty = chosen by
+    # measurement: the candidate subset whose student starts closest to the teacher on validation samples
+    teacher_layers: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,16 +92,22 @@ class AssistantSection:
 
 @dataclass(frozen=True)
 class DistillSection:
-    epochs: int = 80
-    lr: float = 1e-2
-    batch_size: int = 64
+    # 0 (or -1 where 0 means something) = the default for the kind of student: one trained from scratch, or one
+    # initialised from a pretrained teacher's weights (edgekd.distill.defaults, which says why each value)
+    epochs: int = 0
+    lr: float = 0.0
+    batch_size: int = 0
     temperature: float = 4.0
     alpha: float = 0.7  # hinton-kd: weight of the KD term; (1 - alpha) goes to cross-entropy on the labels
     losses: tuple[LossSection, ...] = (LossSection(),)
-    weight_decay: float = 0.0  # AdamW's decoupled weight decay
-    warmup_fraction: float = 0.0  # share of the steps with a linear lr warm-up before the cosine decay
+    weight_decay: float = -1.0  # AdamW's decoupled weight decay; -1 = by student kind
+    warmup_fraction: float = -1.0  # share of the steps with a linear lr warm-up before the cosine decay; -1 = auto
     grad_clip: float = 0.0  # max gradient norm; 0 = no clipping
-    patience: int = 0  # early stopping: epochs without a better validation metric; 0 = run every epoch
+    patience: int = -1  # early stopping: epochs without a better validation metric; 0 = run every epoch; -1 = auto
+    # The student (and its labels-only twin) see the labels of only this many training samples (a seeded,
+    # class-balanced draw); the others become unlabelled transfer samples that the teacher alone teaches.
+    # 0 = every label. The teacher is trained on every label, as a pretrained teacher would have been.
+    labelled_samples: int = 0
     cache_teacher_outputs: bool = True  # compute a frozen teacher's outputs once, memory-mapped on disk
     checkpoint_every: int = 0  # steps between resume checkpoints (each epoch end always checkpoints)
     assistants: tuple[AssistantSection, ...] = ()  # teacher -> assistants... -> student, each teaching the next
@@ -210,10 +219,18 @@ def _check_recipe_values(recipe: Recipe) -> None:
         (recipe.teacher.hf_output in HF_OUTPUTS, "teacher.hf_output", f"must be one of {', '.join(HF_OUTPUTS)}"),
         (recipe.student.shrink_layers >= 0, "student.shrink_layers", "must be >= 0"),
         (recipe.student.shrink_hidden_size >= 0, "student.shrink_hidden_size", "must be >= 0"),
-        (0 <= recipe.distill.warmup_fraction < 1, "distill.warmup_fraction", "must be in [0, 1)"),
+        (recipe.distill.warmup_fraction == -1 or 0 <= recipe.distill.warmup_fraction < 1, "distill.warmup_fraction",
+         "must be in [0, 1), or -1 for the student kind's default"),
         (recipe.distill.grad_clip >= 0, "distill.grad_clip", "must be >= 0 (0 = off)"),
-        (recipe.distill.weight_decay >= 0, "distill.weight_decay", "must be >= 0"),
-        (recipe.distill.patience >= 0, "distill.patience", "must be >= 0 (0 = off)"),
+        (recipe.distill.weight_decay >= 0 or recipe.distill.weight_decay == -1, "distill.weight_decay",
+         "must be >= 0, or -1 for the student kind's default"),
+        (recipe.distill.patience >= -1, "distill.patience", "must be >= 0 (0 = off), or -1 for the default"),
+        (recipe.distill.labelled_samples >= 0, "distill.labelled_samples", "must be >= 0 (0 = every label)"),
+        (len(set(recipe.student.teacher_layers)) == len(recipe.student.teacher_layers)
+         and all(i >= 0 for i in recipe.student.teacher_layers), "student.teacher_layers",
+         "must be distinct teacher layer indices (0-based)"),
+        (not recipe.student.teacher_layers or recipe.student.shrink_layers in (0, len(recipe.student.teacher_layers)),
+         "student.teacher_layers", "must name student.shrink_layers layers (or leave shrink_layers = 0)"),
         (len(recipe.distill.losses) >= 1, "distill.losses", "must name at least one loss"),
     ]
     from edgekd.distill.losses import LOSSES  # the registry is the one list of names (checked before training)
@@ -233,10 +250,14 @@ def _check_recipe_values(recipe: Recipe) -> None:
     for i, assistant in enumerate(recipe.distill.assistants):
         checks.append((bool(assistant.architecture or assistant.factory), f"distill.assistants[{i}]",
                        "needs an architecture or a factory"))  # fmt: skip
-    for section, name in ((recipe.teacher, "teacher"), (recipe.distill, "distill")):
-        checks.append((section.epochs >= 0, f"{name}.epochs", "must be >= 0"))
-        checks.append((section.batch_size >= 1, f"{name}.batch_size", "must be >= 1"))
-        checks.append((section.lr > 0, f"{name}.lr", "must be > 0"))
+    checks += [
+        (recipe.teacher.epochs >= 0, "teacher.epochs", "must be >= 0"),
+        (recipe.teacher.batch_size >= 1, "teacher.batch_size", "must be >= 1"),
+        (recipe.teacher.lr > 0, "teacher.lr", "must be > 0"),
+        (recipe.distill.epochs >= 0, "distill.epochs", "must be >= 1, or 0 for the student kind's default"),
+        (recipe.distill.batch_size >= 0, "distill.batch_size", "must be >= 1, or 0 for the student kind's default"),
+        (recipe.distill.lr >= 0, "distill.lr", "must be > 0, or 0 for the student kind's default"),
+    ]
     for ok, key, why in checks:
         if not ok:
             raise RecipeError(f"recipe key '{key}' {why}")

@@ -17,12 +17,13 @@ from edgekd.fileio import read_json, sha256_json, write_json_atomic, write_text_
 from edgekd.hostinfo import git_sha, host_facts
 from edgekd.measure.quality import ACCURACY, STAGES, metric_drop, metric_value, report_metric
 from edgekd.recipe import Recipe
+from edgekd.report_training import training_lines
 from edgekd.runtimes import runtime_versions
 
 if TYPE_CHECKING:  # the task module pulls in scikit-learn; the report only names its type
     from edgekd.tasks import TaskData
 
-SCHEMA_VERSION = "1.3"  # 1.x stays additive: every 1.0 report validates against this schema
+SCHEMA_VERSION = "1.4"  # 1.x stays additive: every 1.0 report validates against this schema
 
 
 def report_schema() -> dict[str, Any]:
@@ -253,6 +254,7 @@ def _summary_lines(report: dict[str, Any]) -> list[str]:
                  f"cosine {f['cosine']:.4f}" if "cosine" in f else ""]  # fmt: skip
         lines.append(f"PyTorch student vs teacher on the {f.get('split', 'test')} split: "
                      + ", ".join(p for p in parts if p))
+    lines += training_lines(report)
     parity = report.get("stages", {}).get("export", {}).get("parity")
     if parity:
         verdict = "passed" if parity["passed"] else "FAILED"

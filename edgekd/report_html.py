@@ -2,7 +2,7 @@
 
 It holds the measured table, a Pareto plot of latency against accuracy across artifacts and targets (marker area
 from size on disk, estimates drawn hollow and dashed), the accuracy drop by stage, throughput per batch size and
-mode, the flags, and the estimates in a table of their own.
+mode, the training curve and layer candidates, the flags, and the estimates in a table of their own.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from edgekd.report import (
     throughput_lines,
     verdict_lines,
 )
+from edgekd.report_training import training_section_html
 
 VERDICT_CLASSES = {"fail": "bad", "inconclusive": "flagged"}  # the row styles of unmeasured and flagged rows
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
@@ -291,7 +292,7 @@ def render_html(report: dict[str, Any]) -> str:
             "of the timing rounds' medians (std / mean in older reports). Yellow rows carry a flag, red rows were "
             "not measured.</p>",
             _table(_columns(metric), [_cells(r, metric) for r in measured], classes, left=6),
-            _stage_section(report)]  # fmt: skip
+            _stage_section(report), training_section_html(report, _table)]  # fmt: skip
     parity = parity_lines(report)
     if parity:
         body += ["<h2>Parity with the fp32 PyTorch student</h2>", '<p class="note">Each artifact\'s outputs against '

@@ -51,7 +51,13 @@ def test_shrunk_student_appears_in_the_report_with_its_fidelity(hf_run):
     assert report["task"]["split"]["unlabelled_train"] == 16  # transfer data: taught by the teacher alone
     distill = report["stages"]["distill"]
     assert distill["student"]["origin"] == "teacher shrunk"
-    assert distill["student"]["teacher_layers"] == [0, 2]  # DistilBERT-style: every other layer
+    choice = distill["student"]["layer_choice"]  # measured: the candidate closest to the teacher at init
+    best = max(choice["candidates"], key=lambda c: (c["top1_agreement"], -c["mean_kl"]))
+    assert distill["student"]["teacher_layers"] == choice["layers"] == best["layers"] and best["chosen"]
+    assert len(choice["candidates"]) >= 3 and all(len(c["layers"]) == 2 for c in choice["candidates"])
+    assert distill["defaults"]["student_kind"] == "initialised from the teacher"  # lr etc. set by the recipe
+    curve = distill["kd"]["curve"]
+    assert [p["epoch"] for p in curve] == [0, 1, 2, 3] and distill["kd"]["initial_val"] == curve[0]["val"]
     assert 0.0 < distill["fidelity"]["cosine"] <= 1.0
     assert {loss["name"] for loss in distill["losses"]} == {"hinton-kd", "hidden-state-mse", "attention-kl"}
     assert all(np.isfinite(loss["final"]) for loss in distill["losses"])

@@ -90,6 +90,9 @@ class LossContext:
     alpha: float
     student_layers: int = 0
     teacher_layers: int = 0
+    # the default layer map when the recipe gives none: a shrunk student's layer i learns from the teacher layer
+    # it was copied from (1-based); empty = uniform
+    layer_map: tuple[int, ...] = ()
 
 
 class LossTerm(nn.Module):
@@ -212,7 +215,7 @@ class _LayerMapped(_PairedFeatures):
         s, t = self.context.student_layers, self.context.teacher_layers
         if s <= 0 or t <= 0:
             raise RecipeError(f"loss '{self.spec.name}' needs transformer models (hidden states per layer)")
-        mapping = list(self.spec.layer_map) or uniform_layer_map(s, t)
+        mapping = list(self.spec.layer_map) or list(self.context.layer_map) or uniform_layer_map(s, t)
         if len(mapping) != s or not all(1 <= j <= t for j in mapping):
             raise RecipeError(f"loss '{self.spec.name}': layer_map {mapping} must give one teacher layer "
                               f"(1..{t}) for each of the {s} student layers")  # fmt: skip

@@ -97,7 +97,8 @@ def fit(
     `cache_teacher_dir` memory-maps the frozen teacher's outputs there instead of recomputing them.
     Under torchrun the training is data-parallel unless `distributed` is False (one rank training alone).
     """
-    context = LossContext(temperature, alpha, _num_layers(model), _num_layers(teacher) if teacher else 0)
+    copied_from = tuple(layer + 1 for layer in getattr(model, "source_layers", ()))  # a shrunk student's origins
+    context = LossContext(temperature, alpha, _num_layers(model), _num_layers(teacher) if teacher else 0, copied_from)
     torch.manual_seed(config.seed)  # the loss projections' init is part of the seeded run
     loss = CompositeLoss(losses, context)
     provider = None

@@ -8,6 +8,8 @@ between them, each distilled from the previous model and then teaching the next.
 
 from __future__ import annotations
 
+import copy
+import math
 import shutil
 import time
 from pathlib import Path
@@ -16,8 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgekd.distill.defaults import resolve_distill
 from edgekd.distill.distributed import barrier, is_main, main_first
+from edgekd.distill.losses import UNLABELLED
 from edgekd.distill.run import fidelity, fit, labelled_accuracy, predict_logits
+from edgekd.distill.story import advice, curve, gap_recovered, keep_labels, training_figures
 from edgekd.distill.trainer import TrainConfig
 from edgekd.errors import RecipeError
 from edgekd.fileio import sha256_file, sha256_json
@@ -140,7 +145,7 @@ def build_student(recipe: Recipe, task: TaskData, teacher: nn.Module) -> tuple[n
                          dict(section.factory_kwargs))  # fmt: skip
         return spec.build(key="student.factory"), spec, {"origin": "factory"}
     if recipe.teacher.hf_dir:
-        from edgekd.models.hf import encoder_from_config, load_hf_config, shrink_encoder
+        from edgekd.models.hf import encoder_from_config, load_hf_config
 
         base = teacher_spec(recipe.teacher, task.num_classes, teacher.pad_token_id)
         spec = ModelSpec(**{**base.__dict__, "name": section.architecture})
@@ -148,9 +153,15 @@ def build_student(recipe: Recipe, task: TaskData, teacher: nn.Module) -> tuple[n
             config = load_hf_config(section.hf_config, task.num_classes, recipe.teacher.hf_output)
             student = encoder_from_config(config, recipe.teacher.hf_output, teacher.pad_token_id)
             return student, spec, {"origin": f"config {section.hf_config}, random init"}
-        student, layers = shrink_encoder(teacher, section.shrink_layers, section.shrink_hidden_size)
-        return student, spec, {"origin": "teacher shrunk", "teacher_layers": layers,
-                               "hidden_size": student.hf.config.hidden_size}  # fmt: skip
+        from edgekd.models.layer_choice import choose_layers
+
+        keep = section.shrink_layers or len(section.teacher_layers)
+        embedding = recipe.teacher.hf_output == "embedding"
+        student, choice = choose_layers(teacher, task.x_val, keep, section.shrink_hidden_size, embedding,
+                                        tuple(section.teacher_layers))  # fmt: skip
+        return student, spec, {"origin": "teacher shrunk", "teacher_layers": choice.layers,
+                               "hidden_size": student.hf.config.hidden_size,
+                               "layer_choice": choice.to_json()}  # fmt: skip
     spec = ModelSpec("zoo", section.architecture, task.num_classes)
     return spec.build(key="student.architecture"), spec, {"origin": "zoo"}
 
@@ -164,11 +175,11 @@ def train_config(d: DistillSection, seed: int) -> TrainConfig:
 def distill_stage(recipe: Recipe, task: TaskData, teacher: nn.Module, run_dir: Path) -> dict[str, Any]:
     """Distil the student (through any assistants), write `student.safetensors`, and summarise the run:
     the losses and their final values, test accuracy, fidelity to the teacher, the labels-only baseline."""
-    d = recipe.distill
+    d, _ = resolve_distill(recipe.distill, pretrained=False)  # assistants are trained from scratch
     config = train_config(d, recipe.task.seed)
     summary: dict[str, Any] = {
         "loss": "+".join(loss.name for loss in d.losses), "temperature": d.temperature, "alpha": d.alpha,
-        "epochs": d.epochs, "lr": d.lr, "batch_size": d.batch_size, "seed": recipe.task.seed,
+        "seed": recipe.task.seed,
         "teacher_outputs": "cached (memory-mapped)" if d.cache_teacher_outputs else "computed per batch",
         "log": "train.jsonl",
     }  # fmt: skip
@@ -194,9 +205,15 @@ def distill_stage(recipe: Recipe, task: TaskData, teacher: nn.Module, run_dir: P
         summary["assistants"] = assistants
     student, spec, origin = build_student(recipe, task, teacher)
     probe_model(student, task, "student.factory" if recipe.student.factory else "student.architecture", embedding)
-    initial_state = {k: v.clone() for k, v in student.state_dict().items()}
+    d, summary["defaults"] = resolve_distill(recipe.distill, pretrained=origin["origin"] == "teacher shrunk")
+    config = train_config(d, recipe.task.seed)
+    summary.update(epochs=d.epochs, lr=d.lr, batch_size=d.batch_size, warmup_fraction=d.warmup_fraction,
+                   weight_decay=d.weight_decay, patience=d.patience)  # fmt: skip
+    y_train = keep_labels(task.y_train, d.labelled_samples, recipe.task.seed)  # the student's own labels
+    summary["labelled_train"] = int((y_train != UNLABELLED).sum())
+    untrained = copy.deepcopy(student)  # the labels-only twin starts here too, so only the loss differs
     label = "student (KD)"
-    result = fit(student, task.x_train, task.y_train, task.x_val, task.y_val, config, d.losses, label=label,
+    result = fit(student, task.x_train, y_train, task.x_val, task.y_val, config, d.losses, label=label,
                  teacher=teacher, cache_teacher_dir=_cache(run_dir, d, label), **common)  # fmt: skip
     if is_main():
         save_model(student, spec, run_dir, "student", _tokenizer(recipe) if spec.kind == "hf" else None,
@@ -210,21 +227,33 @@ def distill_stage(recipe: Recipe, task: TaskData, teacher: nn.Module, run_dir: P
     if not embedding:
         summary["kd"]["test_accuracy"] = labelled_accuracy(outputs, task.y_test)
     summary["fidelity"] = {"split": "test", **fidelity(outputs, teacher_outputs, embedding)}
-    if d.train_scratch_baseline and (task.y_train >= 0).any() and not embedding:
-        scratch, _, _ = build_student(recipe, task, teacher)
-        scratch.load_state_dict(initial_state)  # same init as the KD student, so only the loss differs
-        baseline = fit(scratch, task.x_train, task.y_train, task.x_val, task.y_val, config,
+    summary["kd"].update(initial_val=_finite(result.initial_val_metric), curve=curve(result),
+                         **training_figures(result))  # fmt: skip
+    summary["curves"] = {"metric": "val cosine to the teacher" if embedding else "val accuracy",
+                         "teacher": 1.0 if embedding else labelled_accuracy(predict_logits(teacher, task.x_val),
+                                                                             task.y_val)}  # fmt: skip
+    if d.train_scratch_baseline and (y_train >= 0).any() and not embedding:
+        baseline = fit(untrained, task.x_train, y_train, task.x_val, task.y_val, config,
                        [LossSection("cross-entropy")], label="student (labels only)", run_dir=run_dir)  # fmt: skip
         summary["labels_only"] = {
             "best_epoch": baseline.best_epoch,
             "best_val_accuracy": baseline.best_val_metric,
-            "test_accuracy": labelled_accuracy(predict_logits(scratch, task.x_test), task.y_test),
+            "test_accuracy": labelled_accuracy(predict_logits(untrained, task.x_test), task.y_test),
+            "curve": curve(baseline),
         }
+        teacher_test = labelled_accuracy(teacher_outputs, task.y_test)
+        summary["kd"]["gap_recovered"] = gap_recovered(summary["kd"]["test_accuracy"],
+                                                       summary["labels_only"]["test_accuracy"], teacher_test)
+    summary["advice"] = advice(summary["fidelity"], result, len(task.x_train), d.epochs)
     barrier()
     if is_main():
         for scratch_dir in ("teacher-outputs", "checkpoints"):  # the stage is done: caches and resume points served
             shutil.rmtree(run_dir / scratch_dir, ignore_errors=True)
     return summary
+
+
+def _finite(value: float) -> float | None:
+    return round(value, 6) if math.isfinite(value) else None
 
 
 def _cache(run_dir: Path, d: DistillSection, label: str) -> Path | None:

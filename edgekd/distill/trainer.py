@@ -52,6 +52,16 @@ class TrainResult:
     stopped_early: bool = False
     final_losses: dict[str, float] = field(default_factory=dict)  # last epoch's mean of each term
     history: list[dict[str, Any]] = field(default_factory=list)
+    initial_val_metric: float = math.nan  # before the first step: where training started from
+
+    @property
+    def train_seconds(self) -> float:
+        """Time in training steps (validation excluded), summed over the epochs."""
+        return sum(record["seconds"] for record in self.history)
+
+    def samples_per_second(self) -> float:
+        seen = sum(record.get("samples", 0) for record in self.history)
+        return seen / self.train_seconds if self.train_seconds > 0 else math.nan
 
 
 class TrainingInterrupted(EdgekdError):
@@ -141,6 +151,8 @@ class Trainer:
             state = self._resume(optimizer, scheduler) or state
         if state["finished"]:
             return self._finish(state)
+        if "initial_metric" not in state:
+            state["initial_metric"] = float(self.evaluate(self.model))
         with _stop_on_signals(self), progress_bar(f"train {self.label}", total=cfg.epochs) as advance:
             while state["epoch"] < cfg.epochs and not state["finished"]:
                 self._run_epoch(net, optimizer, scheduler, state)
@@ -220,7 +232,7 @@ class Trainer:
         state["epoch"] += 1
         record = {"epoch": state["epoch"], "step": state["global_step"], "lr": optimizer.param_groups[0]["lr"],
                   "loss": means.get("total", 0.0), "losses": means, "val_metric": metric,
-                  "seconds": round(seconds, 4)}  # fmt: skip
+                  "seconds": round(seconds, 4), "samples": state["seen"]}  # fmt: skip
         state["history"].append(record)
         self._log(record)
         state["sums"], state["seen"], state["step_in_epoch"] = {}, 0, 0
@@ -246,6 +258,7 @@ class Trainer:
             stopped_early=state["stopped_early"],
             final_losses={k: round(v, 6) for k, v in last.get("losses", {}).items()},
             history=state["history"],
+            initial_val_metric=state.get("initial_metric", math.nan),
         )
 
     def _average_loss_gradients(self) -> None:

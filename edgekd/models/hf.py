@@ -146,14 +146,16 @@ def shrunk_layers(teacher_layers: int, keep: int) -> list[int]:
 _LAYER = re.compile(r"\.layer\.(\d+)\.")
 
 
-def shrink_encoder(teacher: HFEncoder, keep_layers: int = 0, hidden_size: int = 0) -> tuple[HFEncoder, list[int]]:
+def shrink_encoder(teacher: HFEncoder, keep_layers: int = 0, hidden_size: int = 0,
+                   layers: list[int] | None = None) -> tuple[HFEncoder, list[int]]:  # fmt: skip
     """A student with fewer layers (and optionally narrower), initialised from the chosen teacher layers.
 
+    `layers` names the teacher layers to keep (0-based); without it, `keep_layers` evenly spaced ones.
     Each student tensor is copied from its teacher counterpart (layer i <- teacher layer chosen[i]); when
     narrower, from the teacher tensor's leading slice in every dimension that shrank.
     """
     config = copy.deepcopy(teacher.hf.config)
-    chosen = shrunk_layers(config.num_hidden_layers, keep_layers)
+    chosen = list(layers) if layers else shrunk_layers(config.num_hidden_layers, keep_layers)
     config.num_hidden_layers = len(chosen)
     if hidden_size:
         if hidden_size % config.num_attention_heads:
@@ -171,4 +173,5 @@ def shrink_encoder(teacher: HFEncoder, keep_layers: int = 0, hidden_size: int = 
         value = source[teacher_name]
         target[name] = value[tuple(slice(0, n) for n in tensor.shape)].clone() if value.dim() else value.clone()
     student.load_state_dict(target)
+    student.source_layers = tuple(chosen)  # the losses' default layer map follows the layers kept
     return student, chosen
