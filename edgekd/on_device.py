@@ -27,6 +27,7 @@ from edgekd.hardware import Profile, device_mismatch_reason, runtime_reason
 from edgekd.hostinfo import host_facts
 from edgekd.measure.quality import report_metric
 from edgekd.measure_rows import MeasureSettings, measure_rows
+from edgekd.recommend import recommendations
 from edgekd.report import SCHEMA_VERSION, load_report, validate_report, write_report
 from edgekd.runtimes import runtime_versions
 from edgekd.runtimes.tensorrt_runtime import TRTEXEC_ONLY
@@ -76,7 +77,8 @@ def _build_engines(
 ) -> tuple[list[Artifact], dict[str, str], dict[str, Any]]:
     """Build what this device needs (OpenVINO IR, ORT format, TensorRT engines) into `out_dir`."""
     sources = [a["path"] for a in manifest["artifacts"] if a["format"] == "onnx"]
-    specs = [s for s in engines_build.specs_for(profile, sources) if s.format != "onnx"]  # ONNX files travel
+    openvino_int8 = manifest["recipe"].get("build", {}).get("openvino_int8", "qdq")  # bundles before NNCF: qdq
+    specs = [s for s in engines_build.specs_for(profile, sources, openvino_int8) if s.format != "onnx"]  # ONNX travels
     params = int(manifest["student"]["params"])
     device = {"input_name": manifest["input"]["name"], "sample_shape": tuple(manifest["input"]["shape"][1:]),
               "max_batch": max(settings.throughput_batch_size, settings.eval_batch_size)}  # fmt: skip
@@ -138,6 +140,7 @@ def profile_bundle(
         if row["format"] == "ort":
             row.update(proxy=engines_build.proxy_note(profile), mobile=engines_build.mobile_settings(profile))
     report = _report(manifest, profile, settings, rows + engine_rows, built, bundle_dir)
+    report["recommendations"] = recommendations(report)
     validate_report(report, "the device report")
     write_report(report, out_dir)
     return ProfileResult(out_dir, bundle_dir, report)
@@ -201,6 +204,7 @@ def merge_into(run_report_path: Path, device_report: dict[str, Any]) -> dict[str
     report.setdefault("devices", {})[target] = {"measured_at": device_report["run"]["created_at"],
                                                 "host": device_report["run"]["host"],
                                                 "runtime_versions": device_report["run"]["runtime_versions"]}
+    report["recommendations"] = recommendations(report)
     validate_report(report, f"report '{run_report_path}' after merging")
     if run_report_path.name == "report.json":
         write_report(report, run_report_path.parent)

@@ -15,6 +15,7 @@ import torch
 
 from edgekd import measure as m
 from edgekd.artifacts import Artifact
+from edgekd.calibration import calibration_sha256, quantize_static_calibrated
 from edgekd.distill import distributed, predict_logits
 from edgekd.distill.stage import distill_stage, teacher_stage
 from edgekd.export import check_parity, export_onnx
@@ -25,8 +26,9 @@ from edgekd.measure.quality import ACCURACY, task_metric
 from edgekd.measure_rows import MeasureSettings, TeacherReference, measure_rows
 from edgekd.models import count_parameters, load_saved_model
 from edgekd.progress import step
-from edgekd.quantize import quantize_int8_dynamic, quantize_int8_static
+from edgekd.quantize import quantize_int8_dynamic
 from edgekd.recipe import Recipe
+from edgekd.recommend import recommendations
 from edgekd.report import build_report, validate_report, write_report
 from edgekd.runtimes import get_runtime
 from edgekd.stages import stage_key, timed_stage
@@ -44,6 +46,7 @@ from edgekd.tasks.base import save_eval_split
 
 TEST_SPLIT = "data/test.npz"
 CALIBRATION_SPLIT = "data/calibration.npz"
+QUANTIZE_LOG = "quantize.log"  # ONNX Runtime's quantization logging, kept off the terminal
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ def distill_and_export(
     quantize_key = stage_key({"quantize": recipe.quantize, "activations": activations}, export_key)
     quantized = [f"student.{variant}.onnx" for variant in recipe.quantize.variants]
     stages["quantize"] = timed_stage(run_dir, "quantize", quantize_key, quantized,
-                                lambda: _quantize(recipe, task, run_dir, calibration, activations))  # fmt: skip
+                                lambda: _quantize(recipe, task, run_dir, calibration, activations, metric))  # fmt: skip
 
     student_params = count_parameters(student)
     artifacts = _artifacts(recipe, stages["teacher"]["params"], student_params)
@@ -128,7 +131,8 @@ def distill_and_export(
     verdicts = report_verdicts(report)
     if verdicts:  # the recipe declared budgets: the report says how the run fares against them
         report["verdicts"] = verdicts
-        validate_report(report, "the new report")
+    report["recommendations"] = recommendations(report)
+    validate_report(report, "the new report")
     write_report(report, run_dir)
     return RunResult(run_dir, report)
 
@@ -155,15 +159,20 @@ def static_activations(recipe: Recipe, profiles: list[Profile]) -> str:
     return "int8-symmetric" if any("tensorrt" in p.runtimes for p in profiles) else "uint8"
 
 
-def _quantize(recipe: Recipe, task: TaskData, run_dir: Path, calibration: np.ndarray,
-              activations: str) -> dict[str, Any]:  # fmt: skip
-    source = run_dir / "student.onnx"
-    summary: dict[str, Any] = {"variants": list(recipe.quantize.variants)}
+def _quantize(recipe: Recipe, task: TaskData, run_dir: Path, calibration: np.ndarray, activations: str,
+              metric: str) -> dict[str, Any]:  # fmt: skip
+    source, log = run_dir / "student.onnx", run_dir / QUANTIZE_LOG
+    log.unlink(missing_ok=True)
+    summary: dict[str, Any] = {"variants": list(recipe.quantize.variants), "log": QUANTIZE_LOG}
     if "int8-dynamic" in recipe.quantize.variants:
-        quantize_int8_dynamic(source, run_dir / "student.int8-dynamic.onnx")
+        quantize_int8_dynamic(source, run_dir / "student.int8-dynamic.onnx", log_path=log)
     if "int8-static" in recipe.quantize.variants:
-        quantize_int8_static(source, run_dir / "student.int8-static.onnx", task.input_name, calibration,
-                             symmetric_activations=activations == "int8-symmetric")  # fmt: skip
+        q = recipe.quantize
+        summary["calibration"] = quantize_static_calibrated(
+            source, run_dir / "student.int8-static.onnx", task.input_name, calibration, task.x_val, metric,
+            method=q.calibration, symmetric_activations=activations == "int8-symmetric", static_ops=q.static_ops,
+            percentile=q.percentile, log_path=log)  # fmt: skip
+        summary["calibration"]["sha256"] = calibration_sha256(calibration, task.input_name)
         summary["calibration_samples"] = int(len(calibration))
         summary["calibration_source"] = "train split, seeded draw"
         summary["activations"] = activations

@@ -17,10 +17,11 @@ from edgekd.fileio import read_json, sha256_json, write_json_atomic, write_text_
 from edgekd.hostinfo import git_sha, host_facts
 from edgekd.measure.quality import ACCURACY, STAGES, metric_drop, metric_value, report_metric
 from edgekd.recipe import Recipe
+from edgekd.recommend import recommendation_lines
 from edgekd.runtimes import runtime_versions
 from edgekd.tasks import TaskData
 
-SCHEMA_VERSION = "1.2"  # 1.x stays additive: every 1.0 report validates against this schema
+SCHEMA_VERSION = "1.3"  # 1.x stays additive: every 1.0 report validates against this schema
 
 
 def report_schema() -> dict[str, Any]:
@@ -236,10 +237,25 @@ def _summary_lines(report: dict[str, Any]) -> list[str]:
         verdict = "passed" if parity["passed"] else "FAILED"
         lines.append(f"ONNX parity {verdict}: max |onnx - pytorch| {parity['max_abs_diff']:.2e} "
                      f"(atol {parity['atol']:.0e}) on {parity['samples']} test samples")
-    calib = report.get("stages", {}).get("quantize", {}).get("calibration_samples")
-    if calib:
-        lines.append(f"INT8 static calibrated on {calib} training samples")
+    quantize = report.get("stages", {}).get("quantize", {})
+    if quantize.get("calibration_samples"):
+        lines.append(f"INT8 static calibrated on {quantize['calibration_samples']} training samples"
+                     + calibration_choice(quantize.get("calibration")))
     return lines
+
+
+def calibration_choice(calibration: dict[str, Any] | None) -> str:
+    """', method X (ops: safe), chosen over Y ... on N validation samples' for the summary line."""
+    if not calibration:
+        return ""
+    def figure(c: dict[str, Any]) -> str:
+        agree = f"top-1 {c['top1_agreement'] * 100:.1f}%, " if "top1_agreement" in c else ""
+        return f"{c['method']} {agree}cosine {c['mean_cosine']:.4f}"
+    text = f", method {calibration['method']} (ops: {calibration['static_ops']})"
+    if calibration["requested"] == "auto":
+        text += f", chosen by fidelity to fp32 on {calibration['judged_on']}: " + "; ".join(
+            figure(c) for c in calibration["candidates"])
+    return text
 
 
 PARITY_COLUMNS = ("artifact", "target", "max |Δ| vs student", "top-1 agree", "cosine")
@@ -298,6 +314,9 @@ def _md_table(columns: tuple[str, ...] | list[str], rows: list[list[str]]) -> li
 def render_markdown(report: dict[str, Any]) -> str:
     lines = [f"# edgekd report: {report['run']['name']}", ""]
     lines += [f"- {line}" for line in _summary_lines(report)]
+    recommended = recommendation_lines(report)
+    if recommended:
+        lines += ["", "## Recommended", "", *[f"- {line}" for line in recommended]]
     method = _method_line(report)
     lines += ["", *([f"Method: {method}.", ""] if method else [])]
     metric = report_metric(report)
@@ -347,7 +366,8 @@ TERMINAL_COLUMNS = ("artifact", "precision", "status", "size", "accuracy", "drop
 
 
 def render_table(report: dict[str, Any]) -> Table:
-    caption = [*_summary_lines(report), *filter(None, [_method_line(report)]), *flag_lines(report)]
+    caption = [*_summary_lines(report), *filter(None, [_method_line(report)]), *flag_lines(report),
+               *recommendation_lines(report)]
     table = Table(title=f"edgekd report: {report['run']['name']}", caption="\n".join(caption))
     metric = report_metric(report)
     picks = [COLUMNS.index(c) for c in TERMINAL_COLUMNS]
