@@ -20,6 +20,7 @@ from typing import Any
 
 from edgekd.artifacts import Artifact
 from edgekd.bundle import CALIBRATION_SAMPLES  # the same path in a run directory and in a bundle
+from edgekd.calibration import check_calibration
 from edgekd.errors import StageError
 from edgekd.fileio import atomic_path
 from edgekd.hardware import Profile, measurable_reason
@@ -119,6 +120,7 @@ def build_engine(spec: EngineSpec, source_dir: Path, out_dir: Path, profile: Pro
     precision = "f32" if profile.openvino.inference_precision == "f32" else "auto"
     if spec.format == "openvino-ir" and spec.method == "nncf":
         calibration = load_eval_split(source_dir / CALIBRATION_SAMPLES, device["input_name"])[0]
+        check_calibration(source, calibration, device["input_name"])
         build_int8_ir_nncf(source, target, calibration_feeds(calibration, device["input_name"]),
                            is_transformer_graph(source), precision, device.get("log_path"))  # fmt: skip
     elif spec.format == "openvino-ir":

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekd.errors import CalibrationError
 from edgekd.fileio import atomic_path
 from edgekd.measure.quality import ACCURACY, mean_cosine, top1_agreement
 from edgekd.quantize import (
@@ -29,6 +30,38 @@ from edgekd.quantize import (
 )
 
 VALIDATION_LIMIT = 256  # validation samples each candidate is judged on (enough to rank; keeps auto cheap)
+
+
+def check_calibration(model_path: Path, calibration: Calibration, input_name: str) -> None:
+    """Fail before any calibration when the samples cannot feed the model: none at all, or an input missing,
+    unexpected, of another dtype or shape (dynamic axes match anything). The message names the input."""
+    import onnx
+    from onnx import helper
+
+    arrays = dict(calibration) if isinstance(calibration, Mapping) else {input_name: calibration}
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    initializers = {t.name for t in graph.initializer}
+    inputs = {i.name: i.type.tensor_type for i in graph.input if i.name not in initializers}
+    where = f"calibration samples for {model_path.name}"
+    unexpected = sorted(set(arrays) - set(inputs))
+    if unexpected:
+        raise CalibrationError(f"{where}: '{unexpected[0]}' is not an input of the model (inputs: {', '.join(inputs)})")
+    for name, tensor in inputs.items():
+        if name not in arrays:
+            raise CalibrationError(f"{where}: input '{name}' has no samples (got {', '.join(arrays) or 'none'})")
+        values = np.asarray(arrays[name])
+        if values.ndim == 0 or len(values) == 0:
+            raise CalibrationError(f"{where}: input '{name}' has no samples (an empty calibration set); "
+                                   "set quantize.calibration_samples >= 1 and give the task training data")
+        expected = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.elem_type))
+        if values.dtype != expected:
+            raise CalibrationError(f"{where}: input '{name}' expects {expected}, got {values.dtype}")
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+        shape = ["N" if d is None else str(d) for d in dims]
+        fixed = zip(dims[1:], values.shape[1:], strict=True) if len(dims) == values.ndim else None
+        if fixed is None or any(d is not None and d != v for d, v in fixed):
+            raise CalibrationError(f"{where}: input '{name}' expects shape ({', '.join(shape)}), got samples of "
+                                   f"shape {tuple(values.shape)}")
 
 
 def calibration_sha256(calibration: Calibration, input_name: str) -> str:
@@ -84,6 +117,7 @@ def quantize_static_calibrated(
 ) -> dict[str, Any]:  # fmt: skip
     """Write the static QDQ model of `source` to `target` with `method` ("auto": the best of every method on
     `validation`), and return what was chosen and each candidate's measured fidelity and quantize time."""
+    check_calibration(source, calibration, input_name)
     if _count(validation) == 0:  # a task without a validation split: judge on the calibration samples
         validation = calibration
     validation = _head(validation, VALIDATION_LIMIT)

@@ -43,3 +43,7 @@ class StageError(EdgekdError):
     """A pipeline stage failed in a way the user has to act on (the message names the stage)."""
 
     exit_code = 1
+
+
+class CalibrationError(EdgekdError):
+    """Calibration samples that cannot calibrate the model: none, or the wrong names, shapes or dtypes."""

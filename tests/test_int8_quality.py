@@ -190,3 +190,17 @@ def test_nncf_builds_a_working_int8_ir_for_a_transformer(tmp_path):
     assert "FakeQuantize" in xml.read_text()
     int8 = RUNTIME.load(xml, 1)(ids[32:])
     assert fidelity_to(int8, fp32[32:], TEACHER_COSINE)["mean_cosine"] > 0.98
+
+
+def test_bad_calibration_input_fails_before_calibration_naming_the_input(outlier_dir, tmp_path):
+    from edgekd.errors import CalibrationError
+
+    directory, samples, _ = outlier_dir
+    source, target = directory / "student.onnx", tmp_path / "s.onnx"
+    cases = [(samples[:0], "'x' has no samples"), (samples[:8, :12], r"expects shape \(N, 16\), got .*\(8, 12\)"),
+             (samples[:8].astype(np.float64), "expects float32, got float64"),
+             ({"pixels": samples[:8]}, "'pixels' is not an input of the model \\(inputs: x\\)")]  # fmt: skip
+    for calibration, message in cases:
+        with pytest.raises(CalibrationError, match=message):
+            quantize_static_calibrated(source, target, "x", calibration, samples[:8], ACCURACY, method="auto")
+    assert not target.exists() and not list(tmp_path.glob(".edgekd-calibrate-*"))  # nothing half-written
