@@ -30,6 +30,7 @@ from edgekd import __version__
 from edgekd.errors import EdgekdError
 from edgekd.fileio import atomic_path, read_json, sha256_file, write_json_atomic
 from edgekd.measure_rows import TeacherReference
+from edgekd.rundirs import remove_scratch_dir
 from edgekd.tasks.base import save_eval_split
 
 MANIFEST = "manifest.json"
@@ -62,7 +63,7 @@ def write_bundle(bundle_dir: Path, files: dict[str, Path],
     Built in a sibling directory and renamed into place, so a crash never leaves a half bundle."""
     bundle_dir = Path(bundle_dir)
     staging = bundle_dir.with_name(f".{bundle_dir.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
+    remove_scratch_dir(staging, bundle_dir.parent)  # a crashed run's half bundle
     staging.mkdir(parents=True)
     input_name = manifest["input"]["name"]
     for rel, source in files.items():
@@ -82,8 +83,7 @@ def write_bundle(bundle_dir: Path, files: dict[str, Path],
                   for p in listed},  # fmt: skip
     }
     write_json_atomic(staging / MANIFEST, manifest)
-    if bundle_dir.exists():
-        shutil.rmtree(bundle_dir)
+    remove_scratch_dir(bundle_dir, bundle_dir.parent)
     staging.rename(bundle_dir)
     return manifest
 

@@ -9,7 +9,6 @@ can be merged into it (`merge_into`), replacing that target's skipped rows and e
 from __future__ import annotations
 
 import os
-import shutil
 import tarfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from edgekd.measure.quality import report_metric
 from edgekd.measure_rows import MeasureSettings, measure_rows
 from edgekd.recommend import recommendations
 from edgekd.report import SCHEMA_VERSION, load_report, validate_report, write_report
+from edgekd.rundirs import claim_dir, remove_scratch_dir
 from edgekd.runtimes import runtime_versions
 from edgekd.runtimes.tensorrt_runtime import TRTEXEC_ONLY
 
@@ -47,7 +47,7 @@ def open_bundle(path: Path, work_dir: Path) -> Path:
         return path
     if path.is_file() and tarfile.is_tarfile(path):
         target = work_dir / "bundle"
-        shutil.rmtree(target, ignore_errors=True)
+        remove_scratch_dir(target, work_dir)  # the copy extracted by an earlier profile run
         return extract_bundle(path, target)
     raise BundleError(f"bundle '{path}' does not exist or is neither a directory nor a tar archive")
 
@@ -124,7 +124,7 @@ def profile_bundle(
                           "on that device, or pass -p host to measure this machine")  # fmt: skip
     bundle = Path(bundle)
     out_dir = Path(output_dir) if output_dir else bundle.resolve().parent / f"profile-{profile.name}"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    claim_dir(out_dir, "profile")  # engines, the extracted bundle and the report land here, nowhere else
     bundle_dir = open_bundle(bundle, out_dir)
     manifest = verify_bundle(bundle_dir)
     inputs, labels, reference = load_eval_samples(bundle_dir, manifest)

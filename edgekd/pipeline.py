@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from edgekd.quantize import quantize_int8_dynamic
 from edgekd.recipe import Recipe
 from edgekd.recommend import recommendations
 from edgekd.report import build_report, validate_report, write_report
+from edgekd.rundirs import check_run_name, claim_dir, remove_owned_dir
 from edgekd.runtimes import get_runtime
 from edgekd.stages import stage_key, timed_stage
 from edgekd.targets import (
@@ -69,12 +69,18 @@ def distill_and_export(
     """Run every stage for `recipe` into `output_dir/<run_name>/`, resuming finished stages unless `fresh`.
     `openvino_precision` ("f32" / "auto") overrides the profiles' OpenVINO inference precision."""
     started = time.perf_counter()
-    run_dir = Path(output_dir) / (run_name or recipe.name)
+    if run_name is None:
+        run_name = check_run_name(recipe.name, "recipe key 'name'")
+    else:
+        run_name = check_run_name(run_name, "run name (--run-name)")
+    output_dir = Path(output_dir)
+    run_dir = output_dir / run_name
     distributed.init_from_env()  # under torchrun: only the distill stage is shared, rank 0 does the rest
-    if fresh and run_dir.exists() and distributed.is_main():
-        shutil.rmtree(run_dir)
+    if distributed.is_main():
+        if fresh:
+            remove_owned_dir(run_dir, root=output_dir)
+        claim_dir(run_dir, "run", root=output_dir)
     distributed.barrier()
-    run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "recipe.toml", recipe.to_toml())
     threads = recipe.measure.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)

@@ -193,7 +193,12 @@ OPENVINO_INT8 = ("nncf", "qdq")
 
 
 def _check_recipe_values(recipe: Recipe) -> None:
+    from edgekd.rundirs import RUN_NAME_EXAMPLE, run_name_problem
+
+    name_problem = run_name_problem(recipe.name)
     checks = [
+        (name_problem is None, "name", f"{recipe.name!r} {name_problem}: the recipe's name is its run directory "
+         f"name, one plain directory name such as '{RUN_NAME_EXAMPLE}'"),
         (0 < recipe.task.val_fraction < 1, "task.val_fraction", "must be between 0 and 1"),
         (0 < recipe.task.test_fraction < 1, "task.test_fraction", "must be between 0 and 1"),
         (recipe.task.val_fraction + recipe.task.test_fraction < 1, "task", "val + test fractions must be < 1"),

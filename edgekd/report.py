@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 from rich.table import Table
@@ -19,7 +19,9 @@ from edgekd.measure.quality import ACCURACY, STAGES, metric_drop, metric_value, 
 from edgekd.recipe import Recipe
 from edgekd.recommend import recommendation_lines
 from edgekd.runtimes import runtime_versions
-from edgekd.tasks import TaskData
+
+if TYPE_CHECKING:  # the task module pulls in scikit-learn; the report only names its type
+    from edgekd.tasks import TaskData
 
 SCHEMA_VERSION = "1.3"  # 1.x stays additive: every 1.0 report validates against this schema
 

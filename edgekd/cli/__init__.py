@@ -1,6 +1,7 @@
 """The `edgekd` command line: one module per command, one error boundary here.
 
-Exit codes: 0 success; 1 a gate failed or a stage failed; 2 bad input or an inconclusive gate.
+Exit codes: 0 success; 1 a gate failed, a stage failed or an unexpected error; 2 bad input (usage errors
+included) or an inconclusive gate; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -8,9 +9,8 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.console import Console
 
-from edgekd.cli import distill_and_export_cmd, doctor_cmd, gate_cmd, profile_cmd, profiles_cmd, report_cmd
+from edgekd.cli import distill_and_export_cmd, doctor_cmd, gate_cmd, output, profile_cmd, profiles_cmd, report_cmd
 from edgekd.errors import EdgekdError
 
 app = typer.Typer(
@@ -39,34 +39,40 @@ app.command("doctor")(doctor_cmd.doctor)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app; an EdgekdError becomes one line on stderr and its exit code, anything else a
-    line naming the exception (exit 1); --debug shows the traceback of either."""
+    """Entry point: run the app; an EdgekdError becomes one line on stderr and its exit code, a usage error is
+    shown as typer shows it (exit 2), anything else is one line naming the exception (exit 1); --debug shows the
+    traceback of either."""
+    _state["debug"] = _debug_requested(sys.argv[1:] if argv is None else argv)
     try:
         code = app(args=argv, standalone_mode=False)  # returns typer.Exit's code in this mode
-        if isinstance(code, int) and code:
-            sys.exit(code)
     except EdgekdError as exc:
         if _state["debug"]:
             raise
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        output.print_error(str(exc))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        Console(stderr=True).print("interrupted: finished stages are kept; run the same command again to resume")
+        output.print_note(output.INTERRUPTED)
         sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click's usage errors and aborts
-        import click
+    except Exception as exc:
+        code = output.usage_error_code(exc)
+        if code is None:
+            code = output.exit_code_of(exc)
+        if code is None:
+            if _state["debug"]:
+                raise
+            output.print_unexpected(exc)
+            code = 1
+        sys.exit(code)
+    if code == 130:  # typer turns Ctrl-C into Exit(130)
+        output.print_note(output.INTERRUPTED)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        if _state["debug"]:
-            raise
-        # not an error edgekd anticipated: still one line, with where to look next
-        Console(stderr=True, soft_wrap=True).print(
-            f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc}\nRun again with --debug for the traceback; "
-            "if the cause is not your model or data, please report it.", highlight=False)
-        sys.exit(1)
+
+def _debug_requested(args: list[str]) -> bool:
+    """--debug (or EDGEKD_DEBUG) before the command: known even when parsing fails later."""
+    import os
+
+    if os.environ.get("EDGEKD_DEBUG", "").lower() in ("1", "true", "yes"):
+        return True
+    return "--debug" in args

@@ -8,12 +8,11 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from edgekd.bundle import archive_bundle
 from edgekd.cli.profile_cmd import render_estimates
 from edgekd.errors import RecipeError
-from edgekd.pipeline import distill_and_export as run_pipeline
 from edgekd.recipe import load_recipe
 from edgekd.report import render_table
+from edgekd.rundirs import check_run_name
 
 
 def distill_and_export(
@@ -44,8 +43,13 @@ def distill_and_export(
         overrides.append("targets.profiles=[" + ", ".join(json.dumps(p) for p in profile) + "]")
     if openvino_precision not in (None, "auto", "f32"):
         raise RecipeError(f"--openvino-precision must be 'auto' or 'f32', not '{openvino_precision}'")
-    result = run_pipeline(load_recipe(recipe, overrides), output_dir, run_name=run_name, fresh=fresh,
-                          openvino_precision=openvino_precision)  # fmt: skip
+    loaded = load_recipe(recipe, overrides)
+    if run_name is not None:
+        check_run_name(run_name, "run name (--run-name)")  # before anything is imported, created or removed
+    from edgekd.bundle import archive_bundle  # torch and the runtimes load only for the commands that use them
+    from edgekd.pipeline import distill_and_export as run_pipeline
+
+    result = run_pipeline(loaded, output_dir, run_name=run_name, fresh=fresh, openvino_precision=openvino_precision)
     if not result.report:  # a non-zero rank under torchrun: rank 0 writes and prints the report
         return
     if bundle_archive:

@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from edgekd.hardware import load_profile
-from edgekd.on_device import merge_into, profile_bundle
 from edgekd.report import render_table
 
 
@@ -38,6 +37,8 @@ def profile(
     as_json: bool = typer.Option(False, "--json", help="Print the device report as JSON instead of the table."),
 ) -> None:
     """Profile a bundle on this device: checksums, safe extraction, device engines, measurements, one report."""
+    from edgekd.on_device import merge_into, profile_bundle  # the runtimes load only when a bundle is profiled
+
     result = profile_bundle(bundle, load_profile(profile_name), output_dir, threads)
     if merge is not None:
         merge_into(merge, result.report)
