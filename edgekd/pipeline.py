@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from edgekd import measure as m
+from edgekd.accuracy_aware import search_keep_float
 from edgekd.artifacts import Artifact
 from edgekd.calibration import calibration_sha256, quantize_static_calibrated
 from edgekd.distill import distributed, predict_logits
@@ -130,6 +131,7 @@ def distill_and_export(
                                      metric)  # fmt: skip
     rows += target_rows(profiles, onnx_sources(recipe), run_dir, task, settings, reference, student_params, metric)
     _mark_parity_failure(rows, stages["export"]["parity"])
+    _mark_missed_quantization_budget(rows, stages["quantize"].get("calibration", {}).get("accuracy_aware"))
     stages["total_seconds"] = round(time.perf_counter() - started, 3)
     estimates = target_estimates(profiles, onnx_sources(recipe), run_dir)
     report = build_report(recipe, task, stages, rows, threads, measurement=settings.describe(), estimates=estimates,
@@ -178,6 +180,11 @@ def _quantize(recipe: Recipe, task: TaskData, run_dir: Path, calibration: np.nda
             source, run_dir / "student.int8-static.onnx", task.input_name, calibration, task.x_val, metric,
             method=q.calibration, symmetric_activations=activations == "int8-symmetric", static_ops=q.static_ops,
             percentile=q.percentile, log_path=log)  # fmt: skip
+        if q.max_drop > 0:
+            summary["calibration"]["accuracy_aware"] = search_keep_float(
+                source, run_dir / "student.int8-static.onnx", task.input_name, calibration, task.x_val, metric,
+                q.max_drop, summary["calibration"]["method"], activations == "int8-symmetric", q.static_ops,
+                q.percentile, q.max_float_nodes, log)  # fmt: skip
         summary["calibration"]["sha256"] = calibration_sha256(calibration, task.input_name)
         summary["calibration_samples"] = int(len(calibration))
         summary["calibration_source"] = "train split, seeded draw"
@@ -211,3 +218,14 @@ def _mark_parity_failure(rows: list[dict[str, Any]], parity: dict[str, Any]) -> 
         if row["artifact"] == "student-onnx-fp32" and row["status"] == "ok":
             row.update(status="failed", reason=(f"parity: max |onnx - pytorch| {parity['max_abs_diff']:.3g} "
                                                 f"> atol {parity['atol']:.3g}"))  # fmt: skip
+
+
+def _mark_missed_quantization_budget(rows: list[dict[str, Any]], search: dict[str, Any] | None) -> None:
+    """When no float/int8 mix met quantize.max_drop, the static INT8 rows say so (the best model was kept)."""
+    if not search or search["met"]:
+        return
+    message = (f"no mix of float and int8 nodes met quantize.max_drop {search['max_drop']:g} on validation: kept "
+               f"the best found ({search['drop_points']:g} points, {len(search['kept_float'])} nodes in float)")
+    for row in rows:
+        if row["status"] == "ok" and row["artifact"] == "student-onnx-int8-static":
+            row["flags"].append({"code": "quantization-budget-missed", "message": message})

@@ -126,11 +126,13 @@ def quantize_int8_static(
     source: Path, target: Path, input_name: str, calibration: Calibration,
     symmetric_activations: bool = False, method: str = "minmax", static_ops: str = "safe",
     percentile: float = DEFAULT_PERCENTILE, log_path: Path | None = None, prepared: Path | None = None,
+    keep_float: tuple[str, ...] = (),
 ) -> None:  # fmt: skip
     """QDQ format (what OpenVINO and TensorRT also read): int8 symmetric per-channel weights; activations with
     ranges from `method` over the calibration samples, as uint8 with a zero point (ONNX Runtime's CPU default) or,
     with `symmetric_activations`, as int8 with zero point 0: the only form TensorRT's ONNX parser accepts.
-    `prepared` is `source` already through `preprocess` (saves redoing it when trying several methods)."""
+    `prepared` is `source` already through `preprocess` (saves redoing it when trying several methods);
+    `keep_float` names nodes of the prepared graph left unquantized (the accuracy-aware search's choice)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if method not in CALIBRATION_METHODS:
@@ -150,6 +152,7 @@ def quantize_int8_static(
                     activation_type=QuantType.QInt8 if symmetric_activations else QuantType.QUInt8,
                     weight_type=QuantType.QInt8, calibrate_method=methods[method],
                     op_types_to_quantize=static_op_types(static_ops), extra_options=extra,
+                    nodes_to_exclude=list(keep_float),
                 )  # fmt: skip
         finally:
             if prepared is None:

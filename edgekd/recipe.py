@@ -124,6 +124,11 @@ class QuantizeSection:
     # Which ops static INT8 quantizes: "safe" leaves LayerNorm, Softmax, residual Add/Mul, Gather in float (what
     # breaks transformers), "all" is ONNX Runtime's default, "matmul" only MatMul / Gemm / Conv inputs.
     static_ops: str = "safe"
+    # Accuracy-aware static INT8: the most points (vs the fp32 student on validation: top-1 disagreement or
+    # 1 - cosine, x100) the static model may lose; over it, the most sensitive nodes stay float, one at a time, up
+    # to max_float_nodes. 0 = off.
+    max_drop: float = 0.0
+    max_float_nodes: int = 8
 
 
 @dataclass(frozen=True)
@@ -220,6 +225,8 @@ def _check_recipe_values(recipe: Recipe) -> None:
         _choice(recipe.quantize.static_ops, STATIC_OPS, "quantize.static_ops"),
         _choice(recipe.build.openvino_int8, OPENVINO_INT8, "build.openvino_int8"),
         (50 < recipe.quantize.percentile < 100, "quantize.percentile", "must be between 50 and 100 (e.g. 99.99)"),
+        (recipe.quantize.max_drop >= 0, "quantize.max_drop", "must be >= 0 (0 = off)"),
+        (recipe.quantize.max_float_nodes >= 1, "quantize.max_float_nodes", "must be >= 1"),
     ]
     checks += [
         (recipe.task.max_length >= 2, "task.max_length", "must be >= 2"),

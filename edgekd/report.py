@@ -253,10 +253,18 @@ def calibration_choice(calibration: dict[str, Any] | None) -> str:
     def figure(c: dict[str, Any]) -> str:
         agree = f"top-1 {c['top1_agreement'] * 100:.1f}%, " if "top1_agreement" in c else ""
         return f"{c['method']} {agree}cosine {c['mean_cosine']:.4f}"
-    text = f", method {calibration['method']} (ops: {calibration['static_ops']})"
+    text = f", method {calibration['method']} (ops: {calibration['static_ops']}, sha256 {calibration.get('sha256', '?')[:12]})"
     if calibration["requested"] == "auto":
         text += f", chosen by fidelity to fp32 on {calibration['judged_on']}: " + "; ".join(
             figure(c) for c in calibration["candidates"])
+    search = calibration.get("accuracy_aware")
+    if search:
+        kept = ", ".join(f"{k['node']} ({k['op_type']}, {k['bought_points']:+.2f} pts, {k['latency_cost_ms']:+.3f} ms)"
+                         for k in search["kept_float"]) or "none"  # fmt: skip
+        verdict = "met" if search["met"] else "NOT met (best model kept)"
+        text += (f"; accuracy-aware (max_drop {search['max_drop']:g} pts on validation) {verdict}: "
+                 f"{search['all_int8_drop_points']:.2f} -> {search['drop_points']:.2f} pts, kept in float: {kept}; "
+                 f"search {search['seconds']:.1f} s")
     return text
 
 

@@ -204,3 +204,36 @@ def test_bad_calibration_input_fails_before_calibration_naming_the_input(outlier
         with pytest.raises(CalibrationError, match=message):
             quantize_static_calibrated(source, target, "x", calibration, samples[:8], ACCURACY, method="auto")
     assert not target.exists() and not list(tmp_path.glob(".edgekd-calibrate-*"))  # nothing half-written
+
+
+def test_accuracy_aware_search_keeps_the_sensitive_node_in_float_and_says_what_it_cost(outlier_dir, tmp_path):
+    from edgekd.accuracy_aware import search_keep_float
+
+    directory, samples, _ = outlier_dir
+    source, target = directory / "student.onnx", tmp_path / "student.int8-static.onnx"
+    quantize_int8_static(source, target, "x", samples[:64])
+    search = search_keep_float(source, target, "x", samples[:64], samples[64:160], ACCURACY, max_drop=1.0,
+                               method="minmax")  # fmt: skip
+    assert search["all_int8_drop_points"] > 10 and search["met"] and search["drop_points"] <= 1.0
+    [kept] = search["kept_float"]  # the head, whose input carries the outlier channel; the first layer stays int8
+    assert kept["op_type"] in ("Gemm", "MatMul") and kept["bought_points"] > 10
+    assert isinstance(kept["latency_cost_ms"], float) and len(kept["confirmed_among"]) == 2
+    # SQNR alone ranks the first layer's input worse (its one huge channel hides the lost ones): measuring decided
+    assert kept["input_sqnr_db"] > search["ranking"][0]["input_sqnr_db"]
+    reference = model_outputs(source, samples[64:160], "x")
+    written = fidelity_to(model_outputs(target, samples[64:160], "x"), reference, ACCURACY)
+    assert (1 - written["top1_agreement"]) * 100 == pytest.approx(search["drop_points"], abs=1e-3)
+
+
+def test_a_budget_no_mix_meets_keeps_the_best_model_and_says_so(outlier_dir, tmp_path):
+    from edgekd.accuracy_aware import search_keep_float
+
+    directory, samples, _ = outlier_dir
+    source, target = directory / "student.onnx", tmp_path / "student.int8-static.onnx"
+    calibration = samples[:64].copy()
+    calibration[0] *= 1000  # the first layer's input range is ruined too: two nodes would have to stay float
+    quantize_int8_static(source, target, "x", calibration)
+    search = search_keep_float(source, target, "x", calibration, samples[64:160], ACCURACY, max_drop=1.0,
+                               method="minmax", max_float_nodes=1)  # fmt: skip
+    assert not search["met"] and search["tried"] == 1
+    assert search["drop_points"] == min(s["drop_points"] for s in search["steps"]) > 1.0
