@@ -253,7 +253,8 @@ def calibration_choice(calibration: dict[str, Any] | None) -> str:
     def figure(c: dict[str, Any]) -> str:
         agree = f"top-1 {c['top1_agreement'] * 100:.1f}%, " if "top1_agreement" in c else ""
         return f"{c['method']} {agree}cosine {c['mean_cosine']:.4f}"
-    text = f", method {calibration['method']} (ops: {calibration['static_ops']}, sha256 {calibration.get('sha256', '?')[:12]})"
+    digest = calibration.get("sha256", "?")[:12]
+    text = f", method {calibration['method']} (ops: {calibration['static_ops']}, samples sha256 {digest}...)"
     if calibration["requested"] == "auto":
         text += f", chosen by fidelity to fp32 on {calibration['judged_on']}: " + "; ".join(
             figure(c) for c in calibration["candidates"])
