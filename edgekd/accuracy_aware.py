@@ -7,8 +7,8 @@ for classifiers (a bound on the accuracy drop: a sample can only lose its label 
    activations (ONNX Runtime's `qdq_loss_debug`, float against QDQ on a few calibration samples: cheap);
 2. the `CONFIRM` lowest-SQNR nodes are each tried in float (re-quantized, validation drop measured: SQNR alone
    misranks a tensor whose one huge channel hides that the others lost every bit), the one that buys the most
-   is kept and its model's p50 (batch 1, in-process, labelled as such) measured; repeated one node at a time
-   until the budget holds or `max_float_nodes` are kept;
+   (if none buys anything, the next three are tried) is kept and its model's p50 measured (batch 1, in-process,
+   labelled as such); repeated one node at a time until the budget holds or `max_float_nodes` are kept;
 3. the accepted model (or, when no mix meets the budget, the best one found, marked `met: false`) is written as
    the static INT8 artifact, and every kept-float node is reported with the points it bought and the latency
    it cost.
@@ -103,7 +103,7 @@ def search_keep_float(
         ranking = node_sensitivity(prepared, target, feeds, work, log_path)
         shutil.copyfile(target, work / "step-0.onnx")
         best, kept = (steps[0]["drop_points"], work / "step-0.onnx"), []
-        remaining = list(ranking)
+        remaining, tried = list(ranking), 0
         while steps[-1]["drop_points"] > max_drop and len(kept) < max_float_nodes and remaining:
             index = len(kept) + 1
             trials = []
@@ -113,7 +113,11 @@ def search_keep_float(
                                      keep_float=(*kept, candidate["node"]), **options)  # fmt: skip
                 figures = fidelity_to(model_outputs(path, validation, input_name), reference, metric)
                 trials.append((drop_points(figures, metric), j, candidate, figures, path))
+            tried += len(trials)
             drop, _, candidate, figures, path = min(trials, key=lambda t: (t[0], t[1]))
+            if drop >= steps[-1]["drop_points"]:  # none of them buys anything: keep none, try the next ones
+                remaining = remaining[len(trials):]
+                continue
             remaining.remove(candidate)
             kept.append(candidate["node"])
             path.replace(work / f"step-{index}.onnx")
@@ -133,7 +137,7 @@ def search_keep_float(
     final_index = steps.index(final)
     return {"max_drop": max_drop, "met": accepted is not None, "drop_points": final["drop_points"],
             "all_int8_drop_points": steps[0]["drop_points"],
-            "kept_float": steps[1 : final_index + 1], "tried": len(steps) - 1,
+            "kept_float": steps[1 : final_index + 1], "tried": tried,
             "ranked_nodes": len(ranking), "ranking": ranking[: max_float_nodes], "steps": steps,
             "latency": "p50 at batch 1, 1 thread, in the quantizing process (a search figure, not a report row)",
             "seconds": round(time.perf_counter() - started, 3)}  # fmt: skip

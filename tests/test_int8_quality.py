@@ -235,5 +235,5 @@ def test_a_budget_no_mix_meets_keeps_the_best_model_and_says_so(outlier_dir, tmp
     quantize_int8_static(source, target, "x", calibration)
     search = search_keep_float(source, target, "x", calibration, samples[64:160], ACCURACY, max_drop=1.0,
                                method="minmax", max_float_nodes=1)  # fmt: skip
-    assert not search["met"] and search["tried"] == 1
+    assert not search["met"] and len(search["kept_float"]) <= 1 and search["tried"] >= 1
     assert search["drop_points"] == min(s["drop_points"] for s in search["steps"]) > 1.0
