@@ -237,3 +237,22 @@ def test_a_budget_no_mix_meets_keeps_the_best_model_and_says_so(outlier_dir, tmp
                                method="minmax", max_float_nodes=1)  # fmt: skip
     assert not search["met"] and len(search["kept_float"]) <= 1 and search["tried"] >= 1
     assert search["drop_points"] == min(s["drop_points"] for s in search["steps"]) > 1.0
+
+
+def test_a_run_records_its_calibration_recommends_and_builds_openvino_int8_with_nncf(quick_run):
+    from edgekd.report import load_report
+
+    report = load_report(quick_run)
+    calibration = report["stages"]["quantize"]["calibration"]
+    assert calibration["requested"] == "auto" and len(calibration["candidates"]) == 3
+    assert len(calibration["sha256"]) == 64 and calibration["samples"] == 64
+    rows = {r["artifact"]: r for r in report["rows"] if r.get("target", "host") == "host"}
+    if rows.get("student-openvino-int8", {}).get("status") == "ok":  # NNCF: made from the fp32 model
+        assert rows["student-openvino-int8"]["source"] == "student-onnx-fp32"
+    [entry] = [e for e in report["recommendations"] if e["target"] == "host"]
+    recommended = rows[entry["artifact"]]
+    assert "quality-collapse" not in [f["code"] for f in recommended["flags"]]
+    assert entry["p50_ms"] == min(r["latency_ms"]["p50"] for r in rows.values() if r["status"] == "ok"
+                                  and r["role"] == "student" and not any(f["code"] == "quality-collapse"
+                                                                         for f in r["flags"]))  # fmt: skip
+    assert (quick_run / "quantize.log").is_file()
