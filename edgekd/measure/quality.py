@@ -110,7 +110,8 @@ def mean_cosine(outputs: np.ndarray, teacher_outputs: np.ndarray) -> float:
     a = outputs.reshape(len(outputs), -1).astype(np.float64)
     b = teacher_outputs.reshape(len(teacher_outputs), -1).astype(np.float64)
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return float(((a * b).sum(axis=1) / np.maximum(norms, 1e-12)).mean())
+    # clipped: rounding can put identical vectors at 1 + 2e-16, past the schema's maximum of 1
+    return float(np.clip((a * b).sum(axis=1) / np.maximum(norms, 1e-12), -1.0, 1.0).mean())
 
 
 def neighbour_accuracy(embeddings: np.ndarray, labels: np.ndarray) -> float | None:
