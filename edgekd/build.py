@@ -19,11 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.artifacts import Artifact
+from edgekd.bundle import CALIBRATION_SAMPLES  # the same path in a run directory and in a bundle
+from edgekd.calibration import check_calibration
 from edgekd.errors import StageError
 from edgekd.fileio import atomic_path
 from edgekd.hardware import Profile, measurable_reason
+from edgekd.quantize import calibration_feeds, is_transformer_graph
 from edgekd.roofline import RooflineCost, roofline_estimate
-from edgekd.runtimes.openvino_runtime import build_ir
+from edgekd.runtimes.openvino_runtime import build_int8_ir_nncf, build_ir
+from edgekd.tasks.base import load_eval_split
 
 FP32_ONNX = "student.onnx"
 QDQ_ONNX = "student.int8-static.onnx"  # static QDQ: the int8 source OpenVINO, TensorRT and mobile read
@@ -44,6 +48,9 @@ class EngineSpec:
     measured_by: str  # the registry runtime that loads it
     source: str  # ONNX file it is built from (relative to the run or bundle directory)
     built_on_device: bool = False  # True: engines tied to the GPU and TensorRT version, never built elsewhere
+    # One of several ways to build the same artifact, picked by a recipe key (OpenVINO int8: "nncf" or "qdq");
+    # "" when there is only one. "nncf" specs calibrate on the run's (or bundle's) data/calibration.npz.
+    method: str = ""
 
     @property
     def is_source(self) -> bool:
@@ -60,7 +67,9 @@ ENGINE_SPECS: tuple[EngineSpec, ...] = (
     EngineSpec("openvino", "fp16", "student-openvino-fp16", "openvino/student.fp16.xml", "openvino-ir", "openvino",
                FP32_ONNX),
     EngineSpec("openvino", "int8", "student-openvino-int8", "openvino/student.int8.xml", "openvino-ir", "openvino",
-               QDQ_ONNX),
+               FP32_ONNX, method="nncf"),
+    EngineSpec("openvino", "int8", "student-openvino-int8", "openvino/student.int8.xml", "openvino-ir", "openvino",
+               QDQ_ONNX, method="qdq"),
     EngineSpec("ort-mobile", "fp32", "student-ort-fp32", "mobile/student.ort", "ort", "onnxruntime", FP32_ONNX),
     EngineSpec("ort-mobile", "int8", "student-ort-int8", "mobile/student.int8-static.ort", "ort", "onnxruntime",
                QDQ_ONNX),
@@ -82,11 +91,12 @@ def not_meaningful_here(spec: EngineSpec) -> str | None:
     return None
 
 
-def specs_for(profile: Profile, available_sources: Iterable[str]) -> list[EngineSpec]:
-    """The artifacts `profile` asks for, limited to those whose ONNX source exists."""
+def specs_for(profile: Profile, available_sources: Iterable[str], openvino_int8: str = "nncf") -> list[EngineSpec]:
+    """The artifacts `profile` asks for, limited to those whose ONNX source exists; the OpenVINO int8 IR built
+    the way `openvino_int8` says ("nncf" needs only the fp32 model, "qdq" the static QDQ one)."""
     sources = set(available_sources)
     return [s for s in ENGINE_SPECS if s.runtime in profile.runtimes and s.precision in profile.precisions
-            and s.source in sources]  # fmt: skip
+            and s.source in sources and s.method in ("", openvino_int8)]  # fmt: skip
 
 
 # The artifact each ONNX source file is, and what that file was made from: an artifact's `source` names a row,
@@ -96,7 +106,7 @@ MADE_FROM = {FP32_ONNX: "student", QDQ_ONNX: "student-onnx-fp32"}
 
 
 def to_artifact(spec: EngineSpec, params: int) -> Artifact:
-    quantization = "static" if spec.source == QDQ_ONNX else None
+    quantization = "static" if spec.source == QDQ_ONNX or spec.method == "nncf" else None
     source = MADE_FROM[spec.source] if spec.is_source else SOURCE_ARTIFACTS[spec.source]
     return Artifact(spec.artifact, "student", spec.path, spec.format, spec.measured_by, spec.precision, params,
                     quantization=quantization, source=source)  # fmt: skip
@@ -108,9 +118,14 @@ def build_engine(spec: EngineSpec, source_dir: Path, out_dir: Path, profile: Pro
     sequence_axis)."""
     source, target = source_dir / spec.source, out_dir / spec.path
     target.parent.mkdir(parents=True, exist_ok=True)
-    if spec.format == "openvino-ir":
-        build_ir(source, target, compress_to_fp16=spec.precision == "fp16",
-                 inference_precision="f32" if profile.openvino.inference_precision == "f32" else "auto")  # fmt: skip
+    precision = "f32" if profile.openvino.inference_precision == "f32" else "auto"
+    if spec.format == "openvino-ir" and spec.method == "nncf":
+        calibration = load_eval_split(source_dir / CALIBRATION_SAMPLES, device["input_name"])[0]
+        check_calibration(source, calibration, device["input_name"])
+        build_int8_ir_nncf(source, target, calibration_feeds(calibration, device["input_name"]),
+                           is_transformer_graph(source), precision, device.get("log_path"))  # fmt: skip
+    elif spec.format == "openvino-ir":
+        build_ir(source, target, compress_to_fp16=spec.precision == "fp16", inference_precision=precision)
     elif spec.format == "ort":
         build_ort_format(source, target, out_dir / MOBILE_CONFIG, profile.mobile.optimization_style)
     elif spec.format == "onnx" and not spec.is_source:

@@ -49,6 +49,10 @@ class StageError(EdgekdError):
     exit_code = 1
 
 
+class CalibrationError(EdgekdError):
+    """Calibration samples that cannot calibrate the model: none, or the wrong names, shapes or dtypes."""
+
+
 class UnsafePathError(EdgekdError):
     """A run name or directory that edgekd will not create, write into or remove (outside its root, a symlink,
     or not made by edgekd)."""

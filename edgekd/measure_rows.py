@@ -21,7 +21,7 @@ from edgekd.artifacts import Artifact
 from edgekd.errors import EdgekdError, StageError
 from edgekd.fileio import remove_stale_temp_dirs
 from edgekd.measure.graph import count_macs, files_on_disk
-from edgekd.measure.quality import ACCURACY, TEACHER_COSINE
+from edgekd.measure.quality import ACCURACY, TEACHER_COSINE, quality_collapse
 from edgekd.measure.worker import MeasureJob, run_in_subprocess, run_job
 from edgekd.samples import Inputs, save_inputs
 
@@ -150,6 +150,7 @@ def measure_rows(
         raise StageError(f"measure: the teacher could not be measured{why}; without it there is no accuracy drop")
     _add_stage_drops(rows, reference, metric)
     _add_comparison_flags(rows)
+    _add_quality_flags(rows, metric)
     return rows
 
 
@@ -295,6 +296,14 @@ def _add_stage_drops(rows: list[dict[str, Any]], reference: TeacherReference, me
     for row in rows:
         if row["status"] == "ok":
             row["drop_by_stage"] = drops.get(row["artifact"])  # None for the teacher and broken chains
+
+
+def _add_quality_flags(rows: list[dict[str, Any]], metric: str) -> None:
+    """`quality-collapse` on every row whose fidelity to the fp32 student is below the documented threshold."""
+    for row in rows:
+        collapse = quality_collapse(row["student_parity"], metric) if row.get("student_parity") else None
+        if collapse:
+            row["flags"].append(_flag("quality-collapse", collapse))
 
 
 def _add_comparison_flags(rows: list[dict[str, Any]]) -> None:

@@ -26,6 +26,7 @@ from edgekd.hardware import Profile, device_mismatch_reason, runtime_reason
 from edgekd.hostinfo import host_facts
 from edgekd.measure.quality import report_metric
 from edgekd.measure_rows import MeasureSettings, measure_rows, require_a_measured_row
+from edgekd.recommend import recommendations
 from edgekd.report import SCHEMA_VERSION, load_report, validate_report, write_report
 from edgekd.rundirs import claim_dir, remove_scratch_dir
 from edgekd.runtimes import runtime_versions
@@ -85,7 +86,8 @@ def _build_engines(
     sources = [a["path"] for a in manifest["artifacts"] if a["format"] == "onnx"]
     if engines_build.FP32_ONNX in manifest.get("files", {}):  # engines build from the standard-op export, which
         sources.append(engines_build.FP32_ONNX)  # is not the ORT fp32 row's graph for a transformer
-    specs = [s for s in engines_build.specs_for(profile, sources) if s.format != "onnx"]  # ONNX files travel
+    openvino_int8 = manifest["recipe"].get("build", {}).get("openvino_int8", "qdq")  # bundles before NNCF: qdq
+    specs = [s for s in engines_build.specs_for(profile, sources, openvino_int8) if s.format != "onnx"]  # ONNX travels
     params = int(manifest["student"]["params"])
     spec = manifest["input"]
     device = {"input_name": manifest_input_names(manifest), "sample_shape": tuple(spec.get("max_shape",
@@ -154,6 +156,7 @@ def profile_bundle(
         if row["format"] == "ort":
             row.update(proxy=engines_build.proxy_note(profile), mobile=engines_build.mobile_settings(profile))
     report = _report(manifest, profile, settings, rows + engine_rows, built, bundle_dir)
+    report["recommendations"] = recommendations(report)
     validate_report(report, "the device report")
     write_report(report, out_dir)
     require_a_measured_row(report["rows"], manifest["input"], inputs)
@@ -218,6 +221,7 @@ def merge_into(run_report_path: Path, device_report: dict[str, Any]) -> dict[str
     report.setdefault("devices", {})[target] = {"measured_at": device_report["run"]["created_at"],
                                                 "host": device_report["run"]["host"],
                                                 "runtime_versions": device_report["run"]["runtime_versions"]}
+    report["recommendations"] = recommendations(report)
     validate_report(report, f"report '{run_report_path}' after merging")
     if run_report_path.name == "report.json":
         write_report(report, run_report_path.parent)

@@ -14,8 +14,10 @@ import onnx
 import torch
 
 from edgekd import measure as m
+from edgekd.accuracy_aware import search_keep_float
 from edgekd.artifacts import Artifact
 from edgekd.build import FP32_ONNX
+from edgekd.calibration import calibration_sha256, quantize_static_calibrated
 from edgekd.distill import distributed
 from edgekd.distill.stage import distill_stage, teacher_stage
 from edgekd.errors import StageError
@@ -28,8 +30,9 @@ from edgekd.measure.quality import ACCURACY, task_metric
 from edgekd.measure_rows import MeasureSettings, TeacherReference, measure_rows, require_a_measured_row
 from edgekd.models import count_parameters, load_saved_model
 from edgekd.progress import step
-from edgekd.quantize import quantize_int8_dynamic, quantize_int8_static
+from edgekd.quantize import quantize_int8_dynamic
 from edgekd.recipe import Recipe
+from edgekd.recommend import recommendations
 from edgekd.report import build_report, validate_report, write_report
 from edgekd.run_identity import check_same_models
 from edgekd.rundirs import check_run_name, claim_dir, remove_owned_dir
@@ -52,6 +55,7 @@ TEST_SPLIT = "data/test.npz"
 ORT_GRAPH = "student.ort.onnx"  # a transformer's ONNX Runtime fp32 graph, chosen by measurement
 GRAPH_CHOICE_VERSION = 1  # bump when the candidates change, so finished runs choose again
 CALIBRATION_SPLIT = "data/calibration.npz"
+QUANTIZE_LOG = "quantize.log"  # ONNX Runtime's quantization logging, kept off the terminal
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,7 @@ def distill_and_export(
     quantize_key = stage_key({"quantize": recipe.quantize, "activations": activations}, export_key)
     quantized = [f"student.{variant}.onnx" for variant in recipe.quantize.variants]
     stages["quantize"] = timed_stage(run_dir, "quantize", quantize_key, quantized,
-                                lambda: _quantize(recipe, task, run_dir, calibration, activations))  # fmt: skip
+                                lambda: _quantize(recipe, task, run_dir, calibration, activations, metric))  # fmt: skip
 
     ort_fp32 = FP32_ONNX
     if task.sequence_axis and hasattr(student, "hf"):  # a transformer encoder: its fastest ORT graph, measured
@@ -144,6 +148,7 @@ def distill_and_export(
                                      metric)  # fmt: skip
     rows += target_rows(profiles, onnx_sources(recipe), run_dir, task, settings, reference, student_params, metric)
     _mark_parity_failure(rows, stages["export"]["parity"])
+    _mark_missed_quantization_budget(rows, stages["quantize"].get("calibration", {}).get("accuracy_aware"))
     stages["total_seconds"] = round(time.perf_counter() - started, 3)
     estimates = target_estimates(profiles, onnx_sources(recipe), run_dir)
     report = build_report(recipe, task, stages, rows, threads, measurement=settings.describe(), estimates=estimates,
@@ -151,7 +156,8 @@ def distill_and_export(
     verdicts = report_verdicts(report)
     if verdicts:  # the recipe declared budgets: the report says how the run fares against them
         report["verdicts"] = verdicts
-        validate_report(report, "the new report")
+    report["recommendations"] = recommendations(report)
+    validate_report(report, "the new report")
     write_report(report, run_dir)
     require_a_measured_row(rows, task.input_spec(), task.x_test)
     return RunResult(run_dir, report)
@@ -200,15 +206,25 @@ def static_activations(recipe: Recipe, profiles: list[Profile]) -> str:
     return "int8-symmetric" if any("tensorrt" in p.runtimes for p in profiles) else "uint8"
 
 
-def _quantize(recipe: Recipe, task: TaskData, run_dir: Path, calibration: np.ndarray,
-              activations: str) -> dict[str, Any]:  # fmt: skip
-    source = run_dir / "student.onnx"
-    summary: dict[str, Any] = {"variants": list(recipe.quantize.variants)}
+def _quantize(recipe: Recipe, task: TaskData, run_dir: Path, calibration: np.ndarray, activations: str,
+              metric: str) -> dict[str, Any]:  # fmt: skip
+    source, log = run_dir / "student.onnx", run_dir / QUANTIZE_LOG
+    log.unlink(missing_ok=True)
+    summary: dict[str, Any] = {"variants": list(recipe.quantize.variants), "log": QUANTIZE_LOG}
     if "int8-dynamic" in recipe.quantize.variants:
-        quantize_int8_dynamic(source, run_dir / "student.int8-dynamic.onnx")
+        quantize_int8_dynamic(source, run_dir / "student.int8-dynamic.onnx", log_path=log)
     if "int8-static" in recipe.quantize.variants:
-        quantize_int8_static(source, run_dir / "student.int8-static.onnx", task.input_name, calibration,
-                             symmetric_activations=activations == "int8-symmetric")  # fmt: skip
+        q = recipe.quantize
+        summary["calibration"] = quantize_static_calibrated(
+            source, run_dir / "student.int8-static.onnx", task.input_name, calibration, task.x_val, metric,
+            method=q.calibration, symmetric_activations=activations == "int8-symmetric", static_ops=q.static_ops,
+            percentile=q.percentile, log_path=log)  # fmt: skip
+        if q.max_drop > 0:
+            summary["calibration"]["accuracy_aware"] = search_keep_float(
+                source, run_dir / "student.int8-static.onnx", task.input_name, calibration, task.x_val, metric,
+                q.max_drop, summary["calibration"]["method"], activations == "int8-symmetric", q.static_ops,
+                q.percentile, q.max_float_nodes, log)  # fmt: skip
+        summary["calibration"]["sha256"] = calibration_sha256(calibration, task.input_name)
         summary["calibration_samples"] = int(len(calibration))
         summary["calibration_source"] = "train split, seeded draw"
         summary["activations"] = activations
@@ -257,3 +273,14 @@ def _mark_parity_failure(rows: list[dict[str, Any]], parity: dict[str, Any]) -> 
         if row["artifact"] == "student-onnx-fp32" and row["status"] == "ok":
             row.update(status="failed", reason=(f"parity: max |onnx - pytorch| {parity['max_abs_diff']:.3g} "
                                                 f"> atol {parity['atol']:.3g}"))  # fmt: skip
+
+
+def _mark_missed_quantization_budget(rows: list[dict[str, Any]], search: dict[str, Any] | None) -> None:
+    """When no float/int8 mix met quantize.max_drop, the static INT8 rows say so (the best model was kept)."""
+    if not search or search["met"]:
+        return
+    message = (f"no mix of float and int8 nodes met quantize.max_drop {search['max_drop']:g} on validation: kept "
+               f"the best found ({search['drop_points']:g} points, {len(search['kept_float'])} nodes in float)")
+    for row in rows:
+        if row["status"] == "ok" and row["artifact"] == "student-onnx-int8-static":
+            row["flags"].append({"code": "quantization-budget-missed", "message": message})

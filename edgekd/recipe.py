@@ -127,11 +127,26 @@ class QuantizeSection:
     # Static INT8 activations: "uint8" (asymmetric, ONNX Runtime's CPU default), "int8-symmetric" (zero point 0,
     # the only form TensorRT reads), or "auto": int8-symmetric when a target profile builds TensorRT engines.
     activations: str = "auto"
+    # How static INT8 activation ranges are set: "minmax", "percentile", "entropy", or "auto": each is tried and
+    # the one whose model is closest to the fp32 student on the validation split is kept (all are reported).
+    calibration: str = "auto"
+    percentile: float = 99.99  # calibration "percentile": the share of each activation's values kept in range
+    # Which ops static INT8 quantizes: "safe" leaves LayerNorm, Softmax, residual Add/Mul, Gather in float (what
+    # breaks transformers), "all" is ONNX Runtime's default, "matmul" only MatMul / Gemm / Conv inputs.
+    static_ops: str = "safe"
+    # Accuracy-aware static INT8: the most points (vs the fp32 student on validation: top-1 disagreement or
+    # 1 - cosine, x100) the static model may lose; over it, the most sensitive nodes stay float, one at a time, up
+    # to max_float_nodes. 0 = off.
+    max_drop: float = 0.0
+    max_float_nodes: int = 8
 
 
 @dataclass(frozen=True)
 class BuildSection:
     openvino: bool = True  # build an OpenVINO IR when openvino is installed
+    # OpenVINO int8 IR: "nncf" (NNCF post-training quantization of the fp32 model on the calibration samples;
+    # transformer model type and SmoothQuant for transformer graphs), or "qdq" (read from the static QDQ model)
+    openvino_int8: str = "nncf"
 
 
 @dataclass(frozen=True)
@@ -187,6 +202,9 @@ MEASURE_PRESETS = ("quick", "default", "thorough")  # keys of edgekd.measure.tim
 MEASURE_ISOLATION = ("subprocess", "in-process")
 HF_OUTPUTS = ("logits", "embedding")
 STATIC_ACTIVATIONS = ("auto", "uint8", "int8-symmetric")
+CALIBRATION_CHOICES = ("auto", "minmax", "percentile", "entropy")  # edgekd.quantize.CALIBRATION_METHODS + auto
+STATIC_OPS = ("safe", "all", "matmul")  # edgekd.quantize.STATIC_OPS
+OPENVINO_INT8 = ("nncf", "qdq")
 
 
 def _check_recipe_values(recipe: Recipe) -> None:
@@ -213,6 +231,12 @@ def _check_recipe_values(recipe: Recipe) -> None:
         (recipe.quantize.calibration_samples >= 1, "quantize.calibration_samples", "must be >= 1"),
         (recipe.quantize.activations in STATIC_ACTIVATIONS, "quantize.activations",
          f"must be one of {', '.join(STATIC_ACTIVATIONS)}"),
+        _choice(recipe.quantize.calibration, CALIBRATION_CHOICES, "quantize.calibration"),
+        _choice(recipe.quantize.static_ops, STATIC_OPS, "quantize.static_ops"),
+        _choice(recipe.build.openvino_int8, OPENVINO_INT8, "build.openvino_int8"),
+        (50 < recipe.quantize.percentile < 100, "quantize.percentile", "must be between 50 and 100 (e.g. 99.99)"),
+        (recipe.quantize.max_drop >= 0, "quantize.max_drop", "must be >= 0 (0 = off)"),
+        (recipe.quantize.max_float_nodes >= 1, "quantize.max_float_nodes", "must be >= 1"),
     ]
     checks += [
         (recipe.task.max_length >= 2, "task.max_length", "must be >= 2"),
@@ -268,6 +292,11 @@ def _check_recipe_values(recipe: Recipe) -> None:
                 f"recipe key 'quantize.variants': unknown variant '{variant}'{did_you_mean(variant, QUANTIZE_VARIANTS)}"
                 f"; choose from {', '.join(QUANTIZE_VARIANTS)}"
             )
+
+
+def _choice(value: str, choices: tuple[str, ...], key: str) -> tuple[bool, str, str]:
+    """A check that `value` is one of `choices`, with a did-you-mean."""
+    return (value in choices, key, f"is '{value}'{did_you_mean(value, choices)}; choose from {', '.join(choices)}")
 
 
 def _to_plain(value: Any) -> Any:

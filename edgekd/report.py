@@ -17,13 +17,14 @@ from edgekd.fileio import read_json, sha256_json, write_json_atomic, write_text_
 from edgekd.hostinfo import git_sha, host_facts
 from edgekd.measure.quality import ACCURACY, STAGES, metric_drop, metric_value, report_metric
 from edgekd.recipe import Recipe
+from edgekd.recommend import recommendation_lines
 from edgekd.report_training import training_lines
 from edgekd.runtimes import runtime_versions
 
 if TYPE_CHECKING:  # the task module pulls in scikit-learn; the report only names its type
     from edgekd.tasks import TaskData
 
-SCHEMA_VERSION = "1.4"  # 1.x stays additive: every 1.0 report validates against this schema
+SCHEMA_VERSION = "1.5"  # 1.x stays additive: every 1.0 report validates against this schema
 
 
 def report_schema() -> dict[str, Any]:
@@ -267,9 +268,10 @@ def _summary_lines(report: dict[str, Any]) -> list[str]:
                                                     for v in interface["inputs"]) + " -> " + ", ".join(
                      v["name"] for v in interface["outputs"]))  # fmt: skip
     lines += _graph_choice_lines(report) + _real_length_line(report)
-    calib = report.get("stages", {}).get("quantize", {}).get("calibration_samples")
-    if calib:
-        lines.append(f"INT8 static calibrated on {calib} training samples")
+    quantize = report.get("stages", {}).get("quantize", {})
+    if quantize.get("calibration_samples"):
+        lines.append(f"INT8 static calibrated on {quantize['calibration_samples']} training samples"
+                     + calibration_choice(quantize.get("calibration")))
     return lines
 
 
@@ -294,6 +296,29 @@ def _real_length_line(report: dict[str, Any]) -> list[str]:
     return [f"latency at real lengths (p50_ms_real_lengths): each of {n['samples']} eval texts at its own token count "
             f"(min {n['min']}, median {n['p50']:g}, max {n['max']}; padded {n['padded_to']}); latency_ms at "
             f"{n['padded_to']} tokens"]
+
+
+def calibration_choice(calibration: dict[str, Any] | None) -> str:
+    """', method X (ops: safe), chosen over Y ... on N validation samples' for the summary line."""
+    if not calibration:
+        return ""
+    def figure(c: dict[str, Any]) -> str:
+        agree = f"top-1 {c['top1_agreement'] * 100:.1f}%, " if "top1_agreement" in c else ""
+        return f"{c['method']} {agree}cosine {c['mean_cosine']:.4f}"
+    digest = calibration.get("sha256", "?")[:12]
+    text = f", method {calibration['method']} (ops: {calibration['static_ops']}, samples sha256 {digest}...)"
+    if calibration["requested"] == "auto":
+        text += f", chosen by fidelity to fp32 on {calibration['judged_on']}: " + "; ".join(
+            figure(c) for c in calibration["candidates"])
+    search = calibration.get("accuracy_aware")
+    if search:
+        kept = ", ".join(f"{k['node']} ({k['op_type']}, {k['bought_points']:+.2f} pts, {k['latency_cost_ms']:+.3f} ms)"
+                         for k in search["kept_float"]) or "none"  # fmt: skip
+        verdict = "met" if search["met"] else "NOT met (best model kept)"
+        text += (f"; accuracy-aware (max_drop {search['max_drop']:g} pts on validation) {verdict}: "
+                 f"{search['all_int8_drop_points']:.2f} -> {search['drop_points']:.2f} pts, kept in float: {kept}; "
+                 f"search {search['seconds']:.1f} s")
+    return text
 
 
 PARITY_COLUMNS = ("artifact", "target", "max |Δ| vs student", "top-1 agree", "cosine")
@@ -352,6 +377,9 @@ def _md_table(columns: tuple[str, ...] | list[str], rows: list[list[str]]) -> li
 def render_markdown(report: dict[str, Any]) -> str:
     lines = [f"# edgekd report: {report['run']['name']}", ""]
     lines += [f"- {line}" for line in _summary_lines(report)]
+    recommended = recommendation_lines(report)
+    if recommended:
+        lines += ["", "## Recommended", "", *[f"- {line}" for line in recommended]]
     method = _method_line(report)
     lines += ["", *([f"Method: {method}.", ""] if method else [])]
     metric = report_metric(report)
@@ -401,7 +429,8 @@ TERMINAL_COLUMNS = ("artifact", "precision", "status", "size", "accuracy", "drop
 
 
 def render_table(report: dict[str, Any]) -> Table:
-    caption = [*_summary_lines(report), *filter(None, [_method_line(report)]), *flag_lines(report)]
+    caption = [*_summary_lines(report), *filter(None, [_method_line(report)]), *flag_lines(report),
+               *recommendation_lines(report)]
     table = Table(title=f"edgekd report: {report['run']['name']}", caption="\n".join(caption))
     metric = report_metric(report)
     picks = [COLUMNS.index(c) for c in TERMINAL_COLUMNS]

@@ -12,6 +12,7 @@ from html import escape
 from typing import Any
 
 from edgekd.measure.quality import ACCURACY, METRIC_LABELS, metric_value, report_metric
+from edgekd.recommend import COLLAPSE, recommendation_lines
 from edgekd.report import (
     ESTIMATE_COLUMNS,
     PARITY_COLUMNS,
@@ -276,21 +277,33 @@ def _stage_section(report: dict[str, Any]) -> str:
             f'<p class="note">{legend}</p>{table}')  # fmt: skip
 
 
+def _collapsed(row: dict[str, Any]) -> bool:
+    return any(flag["code"] == COLLAPSE for flag in row.get("flags", []))
+
+
+def _recommended_section(report: dict[str, Any]) -> str:
+    lines = recommendation_lines(report)
+    if not lines:
+        return ""
+    return "<h2>Recommended</h2>" + '<ul class="summary">' + "".join(f"<li>{escape(x)}</li>" for x in lines) + "</ul>"
+
+
 def render_html(report: dict[str, Any]) -> str:
     run = report["run"]
     measured = measured_rows(report)
-    classes = ["bad" if r["status"] != "ok" else "flagged" if r.get("flags") else "" for r in measured]
+    classes = ["bad" if r["status"] != "ok" or _collapsed(r) else "flagged" if r.get("flags") else "" for r in measured]
     method = _method_line(report)
     metric = report_metric(report)
     body = [f"<h1>edgekd report: {escape(run['name'])}</h1>",
             '<ul class="summary">' + "".join(f"<li>{escape(line)}</li>" for line in _summary_lines(report)) + "</ul>",
             f'<p class="note">Method: {escape(method)}.</p>' if method else "",
+            _recommended_section(report),
             f"<h2>Latency against {METRIC_LABELS[metric]}</h2>", pareto_svg(report),
             "<h2>Measured</h2>",
             '<p class="note">Latency at batch 1 (ms); throughput at the batch size shown; drop in points against the '
             "teacher; agree = top-1 agreement with the teacher; KL = mean KL(teacher || row); spread = robust spread "
-            "of the timing rounds' medians (std / mean in older reports). Yellow rows carry a flag, red rows were "
-            "not measured.</p>",
+            "of the timing rounds' medians (std / mean in older reports). Yellow rows carry a flag; red rows were "
+            "not measured, or their outputs collapsed against the fp32 student (quality-collapse).</p>",
             _table(_columns(metric), [_cells(r, metric) for r in measured], classes, left=6),
             _stage_section(report), training_section_html(report, _table)]  # fmt: skip
     parity = parity_lines(report)

@@ -43,7 +43,7 @@ def _host_specs(recipe: Recipe, profiles: list[Profile]) -> list[engines_build.E
     sources = onnx_sources(recipe)
     specs: dict[str, engines_build.EngineSpec] = {}
     for profile in profiles:
-        for spec in engines_build.specs_for(profile, sources):
+        for spec in engines_build.specs_for(profile, sources, recipe.build.openvino_int8):
             wanted = profile.device_class in ("host", "mobile") or spec.format == "onnx"
             device_only = spec.built_on_device and profile.device_class != "host"
             openvino_off = spec.runtime == "openvino" and not recipe.build.openvino
@@ -74,6 +74,7 @@ def build_stage(
         for spec in to_build:
             owner = host if spec.runtime == "openvino" else next(p for p in profiles if spec.runtime in p.runtimes)
             engines_build.build_engine(spec, run_dir, run_dir, owner, input_name=task.input_names,
+                                       log_path=run_dir / "quantize.log",
                                        sample_shape=task.sample_shape, sequence_axis=task.sequence_axis,
                                        max_batch=max(recipe.measure.throughput_batch_size,
                                                      recipe.measure.eval_batch_size))  # fmt: skip

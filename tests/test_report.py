@@ -21,7 +21,7 @@ FIXTURE_1_0 = Path(__file__).parent / "fixtures" / "report-1.0.json"
 
 def test_report_written_by_this_version_validates(quick_run):
     report = load_report(quick_run)  # load_report validates against the published schema
-    assert report["schema_version"] == SCHEMA_VERSION == "1.4"
+    assert report["schema_version"] == SCHEMA_VERSION == "1.5"
     for name in ("report.json", "report.md", "report.html"):
         assert (quick_run / name).is_file(), name
 

@@ -30,6 +30,27 @@ METRIC_PATHS = {ACCURACY: ("accuracy",), TEACHER_COSINE: ("fidelity", "mean_cosi
 METRIC_LABELS = {ACCURACY: "accuracy", TEACHER_COSINE: "cosine to teacher"}
 
 
+# Below these, an artifact no longer computes what the fp32 student computes (flag `quality-collapse`, never
+# recommended): classifiers by top-1 agreement with the fp32 PyTorch student, embeddings by mean cosine to it.
+# 99% / 0.99 is where a good INT8 transformer lands (dynamic INT8 of MiniLM: 0.998) and a broken one does not
+# (every-op static INT8: 0.81); one class flip in a hundred is the most a deployment should absorb unnoticed.
+COLLAPSE_TOP1_AGREEMENT = 0.99
+COLLAPSE_COSINE = 0.99
+
+
+def quality_collapse(parity: Mapping[str, float], metric: str) -> str | None:
+    """A sentence when a row's fidelity to the fp32 student (`student_parity`) is below the threshold, else None."""
+    if metric == ACCURACY and "top1_agreement" in parity:
+        if parity["top1_agreement"] < COLLAPSE_TOP1_AGREEMENT:
+            return (f"top-1 agreement with the fp32 student is {parity['top1_agreement'] * 100:.1f}% "
+                    f"(< {COLLAPSE_TOP1_AGREEMENT * 100:.0f}%): this artifact does not compute what the student does")
+        return None
+    if metric != ACCURACY and parity["mean_cosine"] < COLLAPSE_COSINE:
+        return (f"mean cosine to the fp32 student's embeddings is {parity['mean_cosine']:.4f} (< {COLLAPSE_COSINE}): "
+                "this artifact does not compute what the student does")
+    return None
+
+
 def task_metric(model_output: str) -> str:
     """The quality metric of a task whose teacher emits `model_output` ("logits" or "embedding")."""
     return TEACHER_COSINE if model_output == "embedding" else ACCURACY

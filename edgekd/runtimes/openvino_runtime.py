@@ -1,10 +1,13 @@
 """OpenVINO on the CPU: converts an ONNX model to IR (.xml + .bin) and runs it.
 
-Three IRs: fp32, fp16 (weights compressed to fp16, decompressed at load) and int8 (converted from the QDQ
-model, whose FakeQuantize ops the CPU plugin runs as int8 kernels). The precision the plugin will compute
-in is stored in the IR itself (rt_info `edgekd/inference_precision`): "f32" forces fp32 arithmetic, "auto"
-lets the plugin choose, which on CPUs with bf16 (AVX512_BF16, AMX) silently means bf16. Either way
-`execution_precision` reads back what the compiled model actually uses, so the report can say which.
+Three IRs: fp32, fp16 (weights compressed to fp16, decompressed at load) and int8: by default NNCF's
+post-training quantization of the fp32 model on the run's calibration samples (`build.openvino_int8 = "nncf"`;
+transformer graphs with NNCF's transformer model type, which also applies SmoothQuant to MatMuls), or converted
+from the static QDQ model (`"qdq"`). Either way the CPU plugin runs the FakeQuantize ops as int8 kernels.
+The precision the plugin will compute in is stored in the IR itself (rt_info `edgekd/inference_precision`):
+"f32" forces fp32 arithmetic, "auto" lets the plugin choose, which on CPUs with bf16 (AVX512_BF16, AMX) silently
+means bf16. Either way `execution_precision` reads back what the compiled model actually uses, so the report
+can say which.
 """
 
 from __future__ import annotations
@@ -41,7 +44,32 @@ def build_ir(onnx_path: Path, xml_path: Path, compress_to_fp16: bool = False, in
     if inference_precision not in INFERENCE_PRECISIONS:
         raise ValueError(f"inference_precision must be one of {INFERENCE_PRECISIONS}, not {inference_precision!r}")
     ov = _import_openvino()
-    model = ov.convert_model(str(onnx_path))
+    _save(ov, ov.convert_model(str(onnx_path)), xml_path, inference_precision, compress_to_fp16)
+
+
+def _import_nncf():
+    try:
+        import nncf
+    except ImportError:
+        raise MissingDependencyError("nncf", "openvino", "OpenVINO int8 through NNCF") from None
+    return nncf
+
+
+def build_int8_ir_nncf(onnx_path: Path, xml_path: Path, feeds: list[dict[str, np.ndarray]], transformer: bool,
+                       inference_precision: str = "f32", log_path: Path | None = None) -> None:  # fmt: skip
+    """OpenVINO int8 IR by NNCF post-training quantization of the fp32 ONNX model on `feeds` (one dict of
+    inputs per calibration sample). `transformer` selects NNCF's transformer model type (SmoothQuant on MatMuls,
+    LayerNorm / Softmax / GELU kept in float), which is what keeps an encoder's int8 close to fp32."""
+    from edgekd.quantize import quantizer_output_to
+
+    ov, nncf = _import_openvino(), _import_nncf()
+    with quantizer_output_to(log_path):
+        model = nncf.quantize(ov.convert_model(str(onnx_path)), nncf.Dataset(feeds), subset_size=len(feeds),
+                              model_type=nncf.ModelType.TRANSFORMER if transformer else None)  # fmt: skip
+    _save(ov, model, xml_path, inference_precision, compress_to_fp16=False)
+
+
+def _save(ov, model, xml_path: Path, inference_precision: str, compress_to_fp16: bool) -> None:
     model.set_rt_info(inference_precision, PRECISION_KEY)
     bin_path = xml_path.with_suffix(".bin")
     with atomic_path(xml_path) as tmp_xml:

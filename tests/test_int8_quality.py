@@ -1,0 +1,258 @@
+"""Static INT8 that holds: calibration chosen by fidelity, the quality-collapse flag, the recommended artifact,
+OpenVINO int8 through NNCF, and ONNX Runtime's quantization chatter kept off the terminal. Real ONNX Runtime,
+OpenVINO and NNCF throughout; the models are tiny and built here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edgekd.artifacts import Artifact
+from edgekd.calibration import calibration_sha256, fidelity_to, model_outputs, quantize_static_calibrated
+from edgekd.errors import RecipeError
+from edgekd.export import export_onnx
+from edgekd.measure import timing_policy
+from edgekd.measure.quality import ACCURACY, TEACHER_COSINE
+from edgekd.measure_rows import MeasureSettings, TeacherReference, measure_rows
+from edgekd.quantize import is_transformer_graph, quantize_int8_dynamic, quantize_int8_static
+from edgekd.recipe import Recipe, apply_overrides
+from edgekd.recommend import recommendation_lines, recommendations
+
+
+class OutlierMlp(nn.Module):
+    """An MLP whose hidden channel 0 is ~10^4 times the others on `outlier_share` of the inputs: one per-tensor
+    int8 range then has no steps left for the channels that carry the answer, so static INT8 collapses."""
+
+    def __init__(self, outlier_share: float = 1.0):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = nn.Linear(16, 32), nn.Linear(32, 10)
+        self.threshold = -1e9 if outlier_share >= 1 else 1e9 if outlier_share <= 0 else float(
+            torch.distributions.Normal(0, 1).icdf(torch.tensor(1 - outlier_share)))
+        gain = torch.ones(32)
+        gain[0] = 1e4
+        self.register_buffer("gain", gain)
+        with torch.no_grad():
+            self.b.weight[:, 0] *= 1e-4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = torch.relu(self.a(x))
+        spike = (x[:, :1] > self.threshold).to(x.dtype)  # which samples carry the outlier
+        scale = 1 + spike * (self.gain - 1)
+        return self.b(hidden * scale)
+
+
+def _export(model: nn.Module, path, samples: np.ndarray, input_name: str = "x"):
+    export_onnx(model, samples, input_name, path, 18)
+    with torch.no_grad():
+        return model(torch.from_numpy(samples)).numpy()
+
+
+@pytest.fixture(scope="module")
+def outlier_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("outlier")
+    samples = np.random.default_rng(0).standard_normal((240, 16)).astype(np.float32)
+    outputs = _export(OutlierMlp(), directory / "student.onnx", samples)
+    return directory, samples, outputs
+
+
+def test_static_int8_of_an_outlier_model_is_flagged_and_never_recommended(outlier_dir, tmp_path):
+    directory, samples, torch_outputs = outlier_dir
+    quantize_int8_static(directory / "student.onnx", directory / "student.int8-static.onnx", "x", samples[:64])
+    (directory / "teacher.onnx").write_bytes((directory / "student.onnx").read_bytes())
+    artifacts = [
+        Artifact("teacher", "teacher", "teacher.onnx", "onnx", "onnxruntime", "fp32", 1),
+        Artifact("student-onnx-fp32", "student", "student.onnx", "onnx", "onnxruntime", "fp32", 1, source="teacher"),
+        Artifact("student-onnx-int8-static", "student", "student.int8-static.onnx", "onnx", "onnxruntime", "int8",
+                 1, quantization="static", source="student-onnx-fp32"),
+    ]  # fmt: skip
+    test = samples[120:]
+    labels = torch_outputs[120:].argmax(axis=1)
+    settings = MeasureSettings(timing_policy("quick"), 4, 1, 1, isolation="in-process")
+    reference = TeacherReference.of(torch_outputs[120:], labels, ACCURACY, student_outputs=torch_outputs[120:])
+    rows = measure_rows(artifacts, directory, test, labels, settings, 10, reference=reference)
+    by_name = {row["artifact"]: row for row in rows}
+    int8, fp32 = by_name["student-onnx-int8-static"], by_name["student-onnx-fp32"]
+    assert int8["student_parity"]["top1_agreement"] < 0.9  # it really collapsed, measured through ONNX Runtime
+    assert "quality-collapse" in [f["code"] for f in int8["flags"]]
+    assert "quality-collapse" not in [f["code"] for f in fp32["flags"]]  # the flag does not fire on every row
+    report = {"rows": rows, "task": {"metric": ACCURACY}}
+    [entry] = recommendations(report)
+    assert entry["artifact"] == "student-onnx-fp32" and entry["basis"] == "fidelity"
+    assert entry["speedup_vs_fp32_student"] == 1.0 and entry["speedup_vs_teacher"] > 0
+
+
+def _row(name: str, p50: float, flags: tuple[str, ...] = (), cosine: float = 0.999, target: str = "host") -> dict:
+    return {"artifact": name, "role": "teacher" if name == "teacher" else "student", "target": target,
+            "status": "ok", "format": "onnx", "precision": "fp32" if "fp32" in name or name == "teacher" else "int8",
+            "latency_ms": {"p50": p50}, "flags": [{"code": c, "message": c} for c in flags],
+            "fidelity": {"mean_cosine": cosine}, "student_parity": {"mean_cosine": cosine}}  # fmt: skip
+
+
+def test_the_fastest_row_is_skipped_when_flagged_and_budgets_decide_when_set():
+    rows = [_row("teacher", 10.0), _row("student-onnx-fp32", 4.0), _row("student-onnx-int8-static", 1.0,
+            ("quality-collapse",), cosine=0.6), _row("student-onnx-int8-dynamic", 2.0, cosine=0.995)]  # fmt: skip
+    report = {"rows": rows, "task": {"metric": TEACHER_COSINE}}
+    [entry] = recommendations(report)
+    assert entry["artifact"] == "student-onnx-int8-dynamic"
+    assert (entry["speedup_vs_teacher"], entry["speedup_vs_fp32_student"]) == (5.0, 2.0)
+    assert entry["drop_points"] == pytest.approx(0.5)
+    report["recommendations"] = [entry]
+    assert "recommended on host: student-onnx-int8-dynamic" in recommendation_lines(report)[0]
+    # a cosine budget the dynamic row misses: the fp32 row is the fastest that meets it
+    report["verdicts"] = {"budgets": {"min_teacher_cosine": 0.998}}
+    [entry] = recommendations(report)
+    assert entry["artifact"] == "student-onnx-fp32" and entry["basis"] == "budgets"
+    report["verdicts"] = {"budgets": {"min_teacher_cosine": 0.9999}}
+    [entry] = recommendations(report)
+    assert entry["artifact"] is None and "budgets" in entry["reason"]
+
+
+def test_auto_calibration_keeps_the_method_with_the_best_validation_fidelity(tmp_path):
+    samples = np.random.default_rng(1).standard_normal((300, 16)).astype(np.float32)
+    _export(OutlierMlp(outlier_share=0.0), tmp_path / "student.onnx", samples)
+    calibration = samples[:100].copy()
+    calibration[0] *= 1000  # one wild calibration sample: min/max spends the range on it, percentiles clip it
+    target, log = tmp_path / "student.int8-static.onnx", tmp_path / "quantize.log"
+    summary = quantize_static_calibrated(tmp_path / "student.onnx", target, "x", calibration, samples[100:200],
+                                         ACCURACY, method="auto", percentile=99.0, log_path=log)  # fmt: skip
+    scores = {c["method"]: (c["top1_agreement"], c["mean_cosine"]) for c in summary["candidates"]}
+    assert set(scores) == {"minmax", "percentile", "entropy"}
+    assert scores[summary["method"]] == max(scores.values())
+    assert len(set(scores.values())) > 1  # the methods really differ on this model: the choice means something
+    reference = model_outputs(tmp_path / "student.onnx", samples[100:200], "x")
+    kept = fidelity_to(model_outputs(target, samples[100:200], "x"), reference, ACCURACY)
+    assert (kept["top1_agreement"], kept["mean_cosine"]) == scores[summary["method"]]  # the file is the winner
+    assert summary["samples"] == 100 and "100 validation samples" in summary["judged_on"]
+    assert calibration_sha256(samples[:100], "x") != calibration_sha256(samples[:99], "x")
+
+
+def test_quantizer_logging_goes_to_the_log_not_the_terminal(outlier_dir, tmp_path, capfd):
+    directory, samples, _ = outlier_dir
+    log = tmp_path / "quantize.log"
+    quantize_int8_static(directory / "student.onnx", tmp_path / "s.onnx", "x", samples[:32], method="percentile",
+                         log_path=log)  # fmt: skip
+    quantize_int8_dynamic(directory / "student.onnx", tmp_path / "d.onnx", log_path=log)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+    assert "percentile" in log.read_text().lower()  # the calibrator's own progress lines landed in the log
+
+
+def test_static_ops_safe_leaves_transformer_breaking_ops_in_float(outlier_dir, tmp_path):
+    import onnx
+
+    from edgekd.quantize import TRANSFORMER_UNSAFE_OPS, static_op_types
+
+    safe, every = set(static_op_types("safe")), set(static_op_types("all"))
+    assert {"MatMul", "Gemm", "Conv"} <= safe and not safe & TRANSFORMER_UNSAFE_OPS
+    assert {"Softmax", "LayerNormalization", "Add", "Mul"} <= every  # ONNX Runtime's default wraps them
+    directory, samples, _ = outlier_dir
+    counts = {}
+    for ops in ("all", "safe"):
+        quantize_int8_static(directory / "student.onnx", tmp_path / f"{ops}.onnx", "x", samples[:32], static_ops=ops)
+        counts[ops] = sum(n.op_type == "QuantizeLinear" for n in onnx.load(str(tmp_path / f"{ops}.onnx")).graph.node)
+    assert 0 < counts["safe"] < counts["all"]  # the Mul's output is no longer quantized on its own
+    assert not is_transformer_graph(directory / "student.onnx")
+
+
+def test_new_quantize_keys_are_validated():
+    recipe = apply_overrides(Recipe(), ["quantize.calibration=entropy", "quantize.static_ops=matmul"])
+    assert (recipe.quantize.calibration, recipe.quantize.static_ops) == ("entropy", "matmul")
+    with pytest.raises(RecipeError, match="did you mean 'percentile'"):
+        apply_overrides(Recipe(), ["quantize.calibration=percentil"])
+    with pytest.raises(RecipeError, match="build.openvino_int8"):
+        apply_overrides(Recipe(), ["build.openvino_int8=pot"])
+    with pytest.raises(RecipeError, match="quantize.percentile"):
+        apply_overrides(Recipe(), ["quantize.percentile=100"])
+
+
+@pytest.mark.openvino
+def test_nncf_builds_a_working_int8_ir_for_a_transformer(tmp_path):
+    pytest.importorskip("openvino", reason="openvino is not installed: pip install \"edgekd[openvino]\"")
+    pytest.importorskip("nncf", reason="nncf is not installed: pip install \"edgekd[openvino]\"")
+    from edgekd.models.hf import load_hf_encoder
+    from edgekd.quantize import calibration_feeds
+    from edgekd.runtimes.openvino_runtime import RUNTIME, build_int8_ir_nncf
+    from tests.tiny_hf import make_tiny_bert
+
+    bert = make_tiny_bert(tmp_path / "bert", output="embedding")
+    encoder = load_hf_encoder(bert, "embedding", 0, pad_token_id=0)
+    ids = np.random.default_rng(0).integers(5, 25, size=(48, 12)).astype(np.int64)
+    ids[:, 9:] = 0  # padding
+    fp32 = _export(encoder, tmp_path / "student.onnx", ids, "input_ids")
+    assert is_transformer_graph(tmp_path / "student.onnx")
+    xml = tmp_path / "openvino" / "student.int8.xml"
+    xml.parent.mkdir()
+    build_int8_ir_nncf(tmp_path / "student.onnx", xml, calibration_feeds(ids[:32], "input_ids"), transformer=True,
+                       log_path=tmp_path / "quantize.log")  # fmt: skip
+    assert "FakeQuantize" in xml.read_text()
+    int8 = RUNTIME.load(xml, 1)(ids[32:])
+    assert fidelity_to(int8, fp32[32:], TEACHER_COSINE)["mean_cosine"] > 0.98
+
+
+def test_bad_calibration_input_fails_before_calibration_naming_the_input(outlier_dir, tmp_path):
+    from edgekd.errors import CalibrationError
+
+    directory, samples, _ = outlier_dir
+    source, target = directory / "student.onnx", tmp_path / "s.onnx"
+    cases = [(samples[:0], "'x' has no samples"), (samples[:8, :12], r"expects shape \(N, 16\), got .*\(8, 12\)"),
+             (samples[:8].astype(np.float64), "expects float32, got float64"),
+             ({"pixels": samples[:8]}, "'pixels' is not an input of the model \\(inputs: x\\)")]  # fmt: skip
+    for calibration, message in cases:
+        with pytest.raises(CalibrationError, match=message):
+            quantize_static_calibrated(source, target, "x", calibration, samples[:8], ACCURACY, method="auto")
+    assert not target.exists() and not list(tmp_path.glob(".edgekd-calibrate-*"))  # nothing half-written
+
+
+def test_accuracy_aware_search_keeps_the_sensitive_node_in_float_and_says_what_it_cost(outlier_dir, tmp_path):
+    from edgekd.accuracy_aware import search_keep_float
+
+    directory, samples, _ = outlier_dir
+    source, target = directory / "student.onnx", tmp_path / "student.int8-static.onnx"
+    quantize_int8_static(source, target, "x", samples[:64])
+    search = search_keep_float(source, target, "x", samples[:64], samples[64:160], ACCURACY, max_drop=1.0,
+                               method="minmax")  # fmt: skip
+    assert search["all_int8_drop_points"] > 10 and search["met"] and search["drop_points"] <= 1.0
+    [kept] = search["kept_float"]  # the head, whose input carries the outlier channel; the first layer stays int8
+    assert kept["op_type"] in ("Gemm", "MatMul") and kept["bought_points"] > 10
+    assert isinstance(kept["latency_cost_ms"], float) and len(kept["confirmed_among"]) == 2
+    # SQNR alone ranks the first layer's input worse (its one huge channel hides the lost ones): measuring decided
+    assert kept["input_sqnr_db"] > search["ranking"][0]["input_sqnr_db"]
+    reference = model_outputs(source, samples[64:160], "x")
+    written = fidelity_to(model_outputs(target, samples[64:160], "x"), reference, ACCURACY)
+    assert (1 - written["top1_agreement"]) * 100 == pytest.approx(search["drop_points"], abs=1e-3)
+
+
+def test_a_budget_no_mix_meets_keeps_the_best_model_and_says_so(outlier_dir, tmp_path):
+    from edgekd.accuracy_aware import search_keep_float
+
+    directory, samples, _ = outlier_dir
+    source, target = directory / "student.onnx", tmp_path / "student.int8-static.onnx"
+    calibration = samples[:64].copy()
+    calibration[0] *= 1000  # the first layer's input range is ruined too: two nodes would have to stay float
+    quantize_int8_static(source, target, "x", calibration)
+    search = search_keep_float(source, target, "x", calibration, samples[64:160], ACCURACY, max_drop=1.0,
+                               method="minmax", max_float_nodes=1)  # fmt: skip
+    assert not search["met"] and len(search["kept_float"]) <= 1 and search["tried"] >= 1
+    assert search["drop_points"] == min(s["drop_points"] for s in search["steps"]) > 1.0
+
+
+def test_a_run_records_its_calibration_recommends_and_builds_openvino_int8_with_nncf(quick_run):
+    from edgekd.report import load_report
+
+    report = load_report(quick_run)
+    calibration = report["stages"]["quantize"]["calibration"]
+    assert calibration["requested"] == "auto" and len(calibration["candidates"]) == 3
+    assert len(calibration["sha256"]) == 64 and calibration["samples"] == 64
+    rows = {r["artifact"]: r for r in report["rows"] if r.get("target", "host") == "host"}
+    if rows.get("student-openvino-int8", {}).get("status") == "ok":  # NNCF: made from the fp32 model
+        assert rows["student-openvino-int8"]["source"] == "student-onnx-fp32"
+    [entry] = [e for e in report["recommendations"] if e["target"] == "host"]
+    recommended = rows[entry["artifact"]]
+    assert "quality-collapse" not in [f["code"] for f in recommended["flags"]]
+    assert entry["p50_ms"] == min(r["latency_ms"]["p50"] for r in rows.values() if r["status"] == "ok"
+                                  and r["role"] == "student" and not any(f["code"] == "quality-collapse"
+                                                                         for f in r["flags"]))  # fmt: skip
+    assert (quick_run / "quantize.log").is_file()
