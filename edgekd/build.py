@@ -27,7 +27,7 @@ from edgekd.hardware import Profile, measurable_reason
 from edgekd.quantize import calibration_feeds, is_transformer_graph
 from edgekd.roofline import RooflineCost, roofline_estimate
 from edgekd.runtimes.openvino_runtime import build_int8_ir_nncf, build_ir
-from edgekd.tasks.base import load_eval_split
+from edgekd.samples import load_inputs
 
 FP32_ONNX = "student.onnx"
 QDQ_ONNX = "student.int8-static.onnx"  # static QDQ: the int8 source OpenVINO, TensorRT and mobile read
@@ -120,9 +120,10 @@ def build_engine(spec: EngineSpec, source_dir: Path, out_dir: Path, profile: Pro
     target.parent.mkdir(parents=True, exist_ok=True)
     precision = "f32" if profile.openvino.inference_precision == "f32" else "auto"
     if spec.format == "openvino-ir" and spec.method == "nncf":
-        calibration = load_eval_split(source_dir / CALIBRATION_SAMPLES, device["input_name"])[0]
-        check_calibration(source, calibration, device["input_name"])
-        build_int8_ir_nncf(source, target, calibration_feeds(calibration, device["input_name"]),
+        names = [device["input_name"]] if isinstance(device["input_name"], str) else list(device["input_name"])
+        calibration = load_inputs(source_dir / CALIBRATION_SAMPLES, names)  # every input the graph takes
+        check_calibration(source, calibration, names[0])
+        build_int8_ir_nncf(source, target, calibration_feeds(calibration, names[0]),
                            is_transformer_graph(source), precision, device.get("log_path"))  # fmt: skip
     elif spec.format == "openvino-ir":
         build_ir(source, target, compress_to_fp16=spec.precision == "fp16", inference_precision=precision)
