@@ -351,7 +351,8 @@ def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for key, value in data.items():
-        path = f"{prefix}.{key}" if prefix else key
+        shown = key if key.isprintable() else repr(key)[1:-1]  # a key with a newline stays one line of message
+        path = f"{prefix}.{shown}" if prefix else shown
         if key not in names:
             raise RecipeError(f"unknown recipe key '{path}'{did_you_mean(key, names)}")
         kwargs[key] = _coerce(value, hints[key], path)
