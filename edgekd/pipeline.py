@@ -216,12 +216,12 @@ def _quantize(recipe: Recipe, task: TaskData, run_dir: Path, calibration: np.nda
     if "int8-static" in recipe.quantize.variants:
         q = recipe.quantize
         summary["calibration"] = quantize_static_calibrated(
-            source, run_dir / "student.int8-static.onnx", task.input_name, calibration, task.x_val, metric,
+            source, run_dir / "student.int8-static.onnx", task.input_name, calibration, task.inputs("val"), metric,
             method=q.calibration, symmetric_activations=activations == "int8-symmetric", static_ops=q.static_ops,
             percentile=q.percentile, log_path=log)  # fmt: skip
         if q.max_drop > 0:
             summary["calibration"]["accuracy_aware"] = search_keep_float(
-                source, run_dir / "student.int8-static.onnx", task.input_name, calibration, task.x_val, metric,
+                source, run_dir / "student.int8-static.onnx", task.input_name, calibration, task.inputs("val"), metric,
                 q.max_drop, summary["calibration"]["method"], activations == "int8-symmetric", q.static_ops,
                 q.percentile, q.max_float_nodes, log)  # fmt: skip
         summary["calibration"]["sha256"] = calibration_sha256(calibration, task.input_name)

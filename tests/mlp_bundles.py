@@ -12,7 +12,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgekd.artifacts import Artifact
 from edgekd.bundle import write_bundle
+from edgekd.fileio import sha256_json
 from edgekd.measure_rows import TeacherReference
+from edgekd.recipe import load_recipe
 
 INPUT = "x"
 
@@ -55,8 +57,12 @@ def mlp_bundle(bundle_dir: Path, layers: int, width: int = 64, openvino: bool = 
     inputs = np.random.default_rng(1).standard_normal((8, 64)).astype(np.float32)
     labels = np.zeros(8, np.int64)
     reference = TeacherReference(np.zeros((8, 10), np.float32), 1.0)
-    manifest = {"run": bundle_dir.name, "input": {"name": INPUT, "shape": ["batch", 64], "dtype": "float32"},
-                "task": {"name": "mlp", "num_classes": 10}, "teacher": {"accuracy": 1.0},
+    recipe = load_recipe(None).to_dict()  # a bundle carries a complete recipe, checked on arrival
+    manifest = {"run": bundle_dir.name, "recipe_hash": sha256_json(recipe), "recipe": recipe,
+                "input": {"name": INPUT, "shape": ["batch", 64], "dtype": "float32"},
+                "task": {"name": "mlp", "num_classes": 10},
+                "teacher": {"architecture": "none", "accuracy": 0.0, "params": 0},
+                "student": {"architecture": "mlp", "params": 0},
                 "artifacts": [a.to_dict() for a in artifacts]}  # fmt: skip
     write_bundle(bundle_dir, files, (inputs, labels, reference), inputs, manifest)
     return bundle_dir

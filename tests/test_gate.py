@@ -233,7 +233,8 @@ def test_rebench_of_a_model_against_itself_and_against_a_much_slower_copy(tmp_pa
     quick = ["--rebench-rounds", "3", "--rebench-max-rounds", "6", "--threads", "1", "--json"]
     code, out, _ = run_cli(["gate", str(same), "--rebench", str(base), "--max-p50-increase-pct", "50", *quick], capsys)
     [check] = json.loads(out)["checks"]
-    assert code == 0 and check["verdict"] == "pass" and "ABBA rounds" in check["detail"], out
+    # the same model never fails; on a shared machine it may stay inconclusive (exit 3) rather than pass
+    assert code in (0, 3) and check["verdict"] in ("pass", "inconclusive") and "ABBA rounds" in check["detail"], out
     assert check["interval"][0] <= check["measured"] <= check["interval"][1]
     code, out, _ = run_cli(["gate", str(slow), "--rebench", str(base), "--max-p50-increase-pct", "50", *quick], capsys)
     [check] = json.loads(out)["checks"]
@@ -272,7 +273,7 @@ def test_rebench_of_a_run_directory_against_itself(quick_run, capsys):
                             "-a", "student-onnx-fp32", "-a", "student-openvino-*", "--rebench-rounds", "3",
                             "--rebench-max-rounds", "6", "--json"], capsys)  # fmt: skip
     checks = {c["artifact"]: c for c in json.loads(out)["checks"]}
-    assert checks["student-onnx-fp32"]["verdict"] == "pass", out
+    assert checks["student-onnx-fp32"]["verdict"] in ("pass", "inconclusive"), out  # never "fail" against itself
     openvino = [c for name, c in checks.items() if name.startswith("student-openvino")]
     assert openvino, "the quick run has OpenVINO rows"
     assert code in (0, 3)  # never a fail against itself
