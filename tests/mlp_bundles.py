@@ -60,8 +60,8 @@ def mlp_bundle(bundle_dir: Path, layers: int, width: int = 64, openvino: bool = 
     recipe = load_recipe(None).to_dict()  # a bundle carries a complete recipe, checked on arrival
     manifest = {"run": bundle_dir.name, "recipe_hash": sha256_json(recipe), "recipe": recipe,
                 "input": {"name": INPUT, "shape": ["batch", 64], "dtype": "float32"},
-                "task": {"name": "mlp", "num_classes": 10},
-                "teacher": {"architecture": "none", "accuracy": 0.0, "params": 0},
+                "task": {"name": "mlp", "split": {}, "num_classes": 10, "eval_batch_size": 1},
+                "teacher": {"architecture": "none", "accuracy": 1.0, "params": 0},  # zero logits, zero labels
                 "student": {"architecture": "mlp", "params": 0},
                 "artifacts": [a.to_dict() for a in artifacts]}  # fmt: skip
     write_bundle(bundle_dir, files, (inputs, labels, reference), inputs, manifest)
