@@ -12,6 +12,11 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def printable(text: str) -> str:
+    """`text` as is, or escaped when it holds control characters, so a message naming it stays one line."""
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 class EdgekdError(Exception):
     """A problem the user can fix; the message says what and how. `exit_code` is what the CLI returns."""
 

@@ -25,6 +25,7 @@ from edgekd.errors import (
     RecipeError,
     ReportError,
     did_you_mean,
+    printable,
 )
 from edgekd.measure.quality import TEACHER_COSINE, report_metric, row_value
 
@@ -120,8 +121,8 @@ def load_budgets(path: Path) -> dict[str, float]:
     budgets = {}
     for key, value in data.items():
         if key not in BUDGET_SPECS:
-            shown = key if key.isprintable() else repr(key)[1:-1]  # one line, whatever the key holds
-            raise RecipeError(f"budgets file '{path}': unknown budget '{shown}'{did_you_mean(key, BUDGET_SPECS)}")
+            raise RecipeError(f"budgets file '{path}': unknown budget '{printable(key)}'"
+                              f"{did_you_mean(key, BUDGET_SPECS)}")  # fmt: skip
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise RecipeError(f"budgets file '{path}': '{key}' must be a finite number, got {value!r}")
         budgets[key] = float(value)

@@ -14,7 +14,7 @@ from typing import Any
 
 import tomli_w
 
-from edgekd.errors import RecipeError, did_you_mean
+from edgekd.errors import RecipeError, did_you_mean, printable
 from edgekd.recipe_limits import check_recipe_limits
 
 
@@ -351,8 +351,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for key, value in data.items():
-        shown = key if key.isprintable() else repr(key)[1:-1]  # a key with a newline stays one line of message
-        path = f"{prefix}.{shown}" if prefix else shown
+        path = f"{prefix}.{printable(key)}" if prefix else printable(key)
         if key not in names:
             raise RecipeError(f"unknown recipe key '{path}'{did_you_mean(key, names)}")
         kwargs[key] = _coerce(value, hints[key], path)
