@@ -19,7 +19,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -29,14 +28,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from int8_transformers import (  # noqa: E402
-    FLAGS,
     LOCK,
-    SEQ_LEN,
     batch1_outputs,
     latency_rounds,
     lock,
     models,
     runner,
+    save_results,
     sentences,
     token_ids,
 )
@@ -44,8 +42,6 @@ from int8_transformers import (  # noqa: E402
 from edgekd.accuracy_aware import search_keep_float  # noqa: E402
 from edgekd.calibration import quantize_static_calibrated  # noqa: E402
 from edgekd.export import export_onnx  # noqa: E402
-from edgekd.fileio import write_json_atomic, write_text_atomic  # noqa: E402
-from edgekd.hostinfo import cpu_model, isa_flags  # noqa: E402
 from edgekd.measure import TimingPolicy  # noqa: E402
 from edgekd.measure.quality import TEACHER_COSINE, mean_cosine  # noqa: E402
 
@@ -109,15 +105,7 @@ def main() -> int:
                 "rounds": rounds,
             }  # fmt: skip
         fcntl.flock(fd, fcntl.LOCK_UN)
-    payload = {"created_at": datetime.now(UTC).isoformat(timespec="seconds"), "cpu": cpu_model(),
-               "cpu_flags": sorted(set(isa_flags()) & set(FLAGS)), "threads": args.threads, "seq_len": SEQ_LEN,
-               "batch_size": 1, "rounds": args.rounds, "seconds_per_round": args.seconds,
-               "command": "HF_HUB_OFFLINE=1 python benchmarks/int8_accuracy_aware.py " + " ".join(sys.argv[1:]),
-               "test_sentences": len(ids["test"]), "results": results}  # fmt: skip
-    args.results.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.results / "int8_accuracy_aware.json", payload)
-    write_text_atomic(args.results / "int8_accuracy_aware.md", render(payload))
-    print(render(payload))
+    save_results(args, "int8_accuracy_aware", len(ids["test"]), results, render)
     return 0
 
 

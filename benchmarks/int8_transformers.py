@@ -29,6 +29,7 @@ import random
 import statistics
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -197,17 +198,22 @@ def main() -> int:
                                            for name in files},
                               "calibration": chosen, "rounds": rounds}  # fmt: skip
         fcntl.flock(fd, fcntl.LOCK_UN)
-    flags = sorted(set(isa_flags()) & set(FLAGS))
-    command = "HF_HUB_OFFLINE=1 python benchmarks/int8_transformers.py " + " ".join(sys.argv[1:])
-    payload = {"created_at": datetime.now(UTC).isoformat(timespec="seconds"), "cpu": cpu_model(),
-               "cpu_flags": flags, "threads": args.threads, "seq_len": SEQ_LEN, "batch_size": 1,
-               "rounds": args.rounds, "seconds_per_round": args.seconds, "command": command,
-               "test_sentences": len(ids["test"]), "results": results}  # fmt: skip
-    args.results.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.results / "int8_transformers.json", payload)
-    write_text_atomic(args.results / "int8_transformers.md", render(payload))
-    print(render(payload))
+    save_results(args, "int8_transformers", len(ids["test"]), results, render)
     return 0
+
+
+def save_results(args: argparse.Namespace, stem: str, test_sentences: int, results: dict,
+                 render_page: Callable[[dict], str]) -> None:  # fmt: skip
+    """benchmarks/results/<stem>.json and .md with the run's machine, settings and command; the page printed."""
+    payload = {"created_at": datetime.now(UTC).isoformat(timespec="seconds"), "cpu": cpu_model(),
+               "cpu_flags": sorted(set(isa_flags()) & set(FLAGS)), "threads": args.threads, "seq_len": SEQ_LEN,
+               "batch_size": 1, "rounds": args.rounds, "seconds_per_round": args.seconds,
+               "command": f"HF_HUB_OFFLINE=1 python benchmarks/{stem}.py " + " ".join(sys.argv[1:]),
+               "test_sentences": test_sentences, "results": results}  # fmt: skip
+    args.results.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(args.results / f"{stem}.json", payload)
+    write_text_atomic(args.results / f"{stem}.md", render_page(payload))
+    print(render_page(payload))
 
 
 def render(payload: dict) -> str:
