@@ -26,8 +26,8 @@ import torch
 
 from edgekd.distill.run import labelled_accuracy, predict_logits
 from edgekd.distill.stage import distill_stage, teacher_stage
-from edgekd.hostinfo import host_facts
 from edgekd.recipe import load_recipe
+from edgekd.targets.this_host import host_facts
 from edgekd.tasks import load_task
 
 RESULTS = Path(__file__).parent / "results"

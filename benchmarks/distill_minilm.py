@@ -207,7 +207,7 @@ def _cpu_flags() -> list[str]:
 
 
 def record(entry: dict) -> None:
-    from edgekd.hostinfo import host_facts
+    from edgekd.targets.this_host import host_facts
 
     path = RESULTS / "distill_minilm.json"
     data = json.loads(path.read_text()) if path.is_file() else {"parts": {}}

@@ -25,9 +25,9 @@ import torch
 
 from edgekd.distill import LossSpec, TrainConfig, fit
 from edgekd.distill.losses import hinton_kd_loss
-from edgekd.hostinfo import host_facts
 from edgekd.models import build_model
 from edgekd.recipe import TaskSection
+from edgekd.targets.this_host import host_facts
 from edgekd.tasks.digits import load_digits_task
 
 RESULTS = Path(__file__).parent / "results"

@@ -23,9 +23,9 @@ import numpy as np
 import openvino as ov
 
 from edgekd import measure as m
-from edgekd.hostinfo import cpu_model
 from edgekd.runtimes.openvino_runtime import _load as edgekd_load
 from edgekd.runtimes.openvino_runtime import build_ir, execution_precision
+from edgekd.targets.this_host import cpu_model
 from edgekd.tasks.base import load_eval_split
 
 POLICY = m.TimingPolicy(warmup_runs=50, min_runs=2000, min_seconds=2.0)

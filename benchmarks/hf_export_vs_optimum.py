@@ -52,15 +52,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgekd.export import export_onnx  # noqa: E402
+from edgekd.export.onnx import export_onnx  # noqa: E402
 from edgekd.fileio import write_json_atomic, write_text_atomic  # noqa: E402
-from edgekd.hostinfo import cpu_model, isa_flags  # noqa: E402
 from edgekd.measure import TimingPolicy  # noqa: E402
 from edgekd.measure.graph import files_on_disk  # noqa: E402
 from edgekd.measure.quality import mean_cosine  # noqa: E402
 from edgekd.measure.timing import summarize_ms, time_runs  # noqa: E402
 from edgekd.models.hf import load_hf_encoder  # noqa: E402
-from edgekd.quantize import quantize_int8_dynamic  # noqa: E402
+from edgekd.quantize.ort_int8 import quantize_int8_dynamic  # noqa: E402
+from edgekd.targets.this_host import cpu_model, isa_flags  # noqa: E402
 
 SEQ_LEN = 64
 DIAGNOSTIC = "SkipLayerNormFusion off"

@@ -2,7 +2,7 @@
 
 Same models, sentences, calibration / validation / test split and timing as benchmarks/int8_transformers.py.
 Variants: ORT fp32, edgekd's plain static INT8 (safe ops, auto calibration) and the same under a budget of
-`--max-drop` points of cosine to fp32 on the validation sentences (edgekd.accuracy_aware.search_keep_float).
+`--max-drop` points of cosine to fp32 on the validation sentences (edgekd.quantize.accuracy_aware.search_keep_float).
 Reported: cosine to the fp32 PyTorch model on the test sentences, p50 at batch 1 against ORT fp32 (interleaved
 rounds), the nodes kept in float with the points each bought, and the search's own time.
 
@@ -39,11 +39,11 @@ from int8_transformers import (  # noqa: E402
     token_ids,
 )
 
-from edgekd.accuracy_aware import search_keep_float  # noqa: E402
-from edgekd.calibration import quantize_static_calibrated  # noqa: E402
-from edgekd.export import export_onnx  # noqa: E402
+from edgekd.export.onnx import export_onnx  # noqa: E402
 from edgekd.measure import TimingPolicy  # noqa: E402
 from edgekd.measure.quality import TEACHER_COSINE, mean_cosine  # noqa: E402
+from edgekd.quantize.accuracy_aware import search_keep_float  # noqa: E402
+from edgekd.quantize.calibration import quantize_static_calibrated  # noqa: E402
 
 PLAIN, AWARE = "ORT static INT8 (safe ops, auto calibration)", "ORT static INT8, accuracy-aware"
 

@@ -39,15 +39,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgekd.calibration import quantize_static_calibrated  # noqa: E402
-from edgekd.export import export_onnx  # noqa: E402
+from edgekd.export.onnx import export_onnx  # noqa: E402
 from edgekd.fileio import write_json_atomic, write_text_atomic  # noqa: E402
-from edgekd.hostinfo import cpu_model, isa_flags  # noqa: E402
 from edgekd.measure import TimingPolicy  # noqa: E402
 from edgekd.measure.quality import TEACHER_COSINE, mean_cosine  # noqa: E402
 from edgekd.measure.timing import summarize_ms, time_runs  # noqa: E402
 from edgekd.models.hf import encoder_from_config, load_hf_encoder, shrink_encoder  # noqa: E402
-from edgekd.quantize import (  # noqa: E402
+from edgekd.quantize.calibration import quantize_static_calibrated  # noqa: E402
+from edgekd.quantize.ort_int8 import (  # noqa: E402
     calibration_feeds,
     is_transformer_graph,
     quantize_int8_dynamic,
@@ -55,6 +54,7 @@ from edgekd.quantize import (  # noqa: E402
 )
 from edgekd.runtimes import get_runtime  # noqa: E402
 from edgekd.runtimes.openvino_runtime import build_int8_ir_nncf, build_ir  # noqa: E402
+from edgekd.targets.this_host import cpu_model, isa_flags  # noqa: E402
 
 SEQ_LEN = 128
 LOCK = "/tmp/edgekd-cpu.lock"

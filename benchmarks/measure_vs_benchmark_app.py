@@ -39,13 +39,13 @@ from onnx import TensorProto, helper, numpy_helper
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgekd.artifacts import Artifact  # noqa: E402
+from edgekd.build.artifacts import Artifact  # noqa: E402
 from edgekd.fileio import write_json_atomic, write_text_atomic  # noqa: E402
-from edgekd.hostinfo import cpu_model, isa_flags  # noqa: E402
 from edgekd.measure import TIMING_PRESETS  # noqa: E402
 from edgekd.measure.graph import count_macs  # noqa: E402
 from edgekd.measure.worker import MeasureJob, run_in_subprocess  # noqa: E402
 from edgekd.runtimes.openvino_runtime import build_ir  # noqa: E402
+from edgekd.targets.this_host import cpu_model, isa_flags  # noqa: E402
 
 ISA_RECORDED = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "avx512_bf16")
 CNN_INPUT = (1, 3, 64, 64)
@@ -113,7 +113,7 @@ def build_default_student(path: Path) -> None:
     speed, so it is not trained here)."""
     import torch
 
-    from edgekd.export import export_onnx
+    from edgekd.export.onnx import export_onnx
     from edgekd.models import build_model
 
     torch.manual_seed(0)

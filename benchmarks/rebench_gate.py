@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgekd.fileio import write_json_atomic, write_text_atomic  # noqa: E402
-from edgekd.hostinfo import cpu_model, isa_flags  # noqa: E402
+from edgekd.targets.this_host import cpu_model, isa_flags  # noqa: E402
 from tests.mlp_bundles import mlp_bundle  # noqa: E402
 
 BUDGET_PCT = 10.0

@@ -12,7 +12,7 @@ def distill_and_export(recipe=None, *, overrides=(), output_dir="export", run_na
     """
     from pathlib import Path
 
-    from edgekd.pipeline import distill_and_export as run
+    from edgekd.pipeline.run import distill_and_export as run
     from edgekd.recipe import Recipe, apply_overrides, load_recipe
 
     recipe = apply_overrides(recipe, overrides) if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)

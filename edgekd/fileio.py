@@ -118,3 +118,19 @@ def remove_stale_temp_dirs(prefix: str) -> None:
         pid = path.name[len(prefix):].split("-", 1)[0]
         if pid.isdigit() and path.is_dir() and not path.is_symlink() and not _pid_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def scratch_cwd() -> Iterator[Path]:
+    """Run the block in a fresh temporary working directory, removed afterwards.
+
+    Some of ONNX Runtime's tools write debug files into the current directory (symbolic shape inference saves
+    `sym_shape_infer_temp.onnx` and its external data when it cannot infer every shape); a user's directory
+    must not collect them. Paths handed to the block must be absolute."""
+    previous = Path.cwd()
+    with tempfile.TemporaryDirectory(prefix="edgekd-scratch-") as scratch:
+        os.chdir(scratch)
+        try:
+            yield Path(scratch)
+        finally:
+            os.chdir(previous)

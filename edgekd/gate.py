@@ -2,7 +2,7 @@
 
 Budgets are absolute (p95 <= 5 ms), relative to the teacher measured in the same run (accuracy drop <= 2
 points, p50 at least 3x faster), or relative to a baseline (p50 at most 10% slower than main's: a baseline report,
-or `edgekd.rebench` measuring both again in one process). Latency verdicts come from 95% intervals: pass when
+or `edgekd.measure.rebench` measuring both again in one process). Latency verdicts come from 95% intervals: pass when
 the whole interval is within the budget, fail when the whole interval breaks it, inconclusive in between — each
 with its evidence. Reports from before intervals existed fall back to the figure and the noisy row's std.
 """
@@ -174,7 +174,7 @@ def evaluate(
     baseline: dict[str, Any] | None = None, rebenched: dict[str, list[Check]] | None = None,
 ) -> tuple[str, list[Check]]:
     """Check every selected row against every budget. `baseline` is the report relative budgets compare with;
-    `rebenched` holds, per artifact, the checks of a same-run re-measurement (`edgekd.rebench`) that replace
+    `rebenched` holds, per artifact, the checks of a same-run re-measurement (`edgekd.measure.rebench`) that replace
     the report-to-report comparison of the budgets they cover."""
     if not budgets:
         raise EdgekdError("no budgets given: pass e.g. --max-accuracy-drop 2, --budgets budgets.toml, "

@@ -202,13 +202,13 @@ MEASURE_PRESETS = ("quick", "default", "thorough")  # keys of edgekd.measure.tim
 MEASURE_ISOLATION = ("subprocess", "in-process")
 HF_OUTPUTS = ("logits", "embedding")
 STATIC_ACTIVATIONS = ("auto", "uint8", "int8-symmetric")
-CALIBRATION_CHOICES = ("auto", "minmax", "percentile", "entropy")  # edgekd.quantize.CALIBRATION_METHODS + auto
-STATIC_OPS = ("safe", "all", "matmul")  # edgekd.quantize.STATIC_OPS
+CALIBRATION_CHOICES = ("auto", "minmax", "percentile", "entropy")  # edgekd.quantize.ort_int8.CALIBRATION_METHODS + auto
+STATIC_OPS = ("safe", "all", "matmul")  # edgekd.quantize.ort_int8.STATIC_OPS
 OPENVINO_INT8 = ("nncf", "qdq")
 
 
 def _check_recipe_values(recipe: Recipe) -> None:
-    from edgekd.rundirs import RUN_NAME_EXAMPLE, run_name_problem
+    from edgekd.pipeline.rundirs import RUN_NAME_EXAMPLE, run_name_problem
 
     name_problem = run_name_problem(recipe.name)
     checks = [

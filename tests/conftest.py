@@ -24,6 +24,16 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["EDGEKD_CACHE_DIR"] = str(tmp_path_factory.mktemp("edgekd-cache"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_stray_files_in_cwd():
+    """edgekd writes only where it is told: after the whole session the working directory holds no new files
+    (ONNX Runtime's shape inference once left `sym_shape_infer_temp.onnx` and its data files there)."""
+    before = set(os.listdir("."))
+    yield
+    stray = sorted(set(os.listdir(".")) - before - {".pytest_cache", ".hypothesis", "__pycache__"})
+    assert not stray, f"the test session left files in the working directory {os.getcwd()}: {stray}"
+
+
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     """Run `edgekd ARGS` in-process through the real entry point; return (exit code, stdout, stderr)."""
     from edgekd.cli import main

@@ -10,10 +10,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edgekd.artifacts import Artifact
-from edgekd.bundle import write_bundle
+from edgekd.build.artifacts import Artifact
+from edgekd.bundle.files import write_bundle
 from edgekd.fileio import sha256_json
-from edgekd.measure_rows import TeacherReference
+from edgekd.measure.rows import TeacherReference
 from edgekd.recipe import load_recipe
 
 INPUT = "x"

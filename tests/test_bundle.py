@@ -11,8 +11,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from edgekd.bundle import BundleError, extract_bundle, verify_bundle
-from edgekd.report import load_report, report_schema
+from edgekd.bundle.files import BundleError, extract_bundle, verify_bundle
+from edgekd.report.document import load_report, report_schema
 from tests.conftest import reduced_run, run_cli
 
 TARGETS = ["host", "android-arm64", "jetson-orin-nano-8gb"]
@@ -170,7 +170,7 @@ def test_merge_into_another_runs_report_is_refused(targets_run, tmp_path, capsys
 
 def test_profiling_as_another_device_is_refused(targets_run, tmp_path, capsys):
     """Measuring this machine under a Jetson's name would put false numbers in the report."""
-    from edgekd.hardware import device_mismatch_reason, load_profile
+    from edgekd.targets.profiles import device_mismatch_reason, load_profile
 
     if device_mismatch_reason(load_profile("jetson-orin-nano-8gb")) is None:
         pytest.skip("this machine is a Jetson")
@@ -205,7 +205,7 @@ def test_fp16_onnx_travels_for_targets_that_run_it(targets_run):
 def test_a_tensorrt_target_gets_static_int8_in_the_form_tensorrt_reads(targets_run, tmp_path):
     """With a Jetson among the targets, static INT8 is quantized with int8 activations at zero point 0 (quantize.
     activations = "auto"), so the bundle's QDQ model becomes a TensorRT input without re-scaling anything."""
-    from edgekd.build import to_tensorrt_qdq
+    from edgekd.build.engines import to_tensorrt_qdq
     from edgekd.runtimes.tensorrt_runtime import qdq_problem
 
     report = load_report(targets_run)

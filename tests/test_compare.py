@@ -5,9 +5,9 @@ import copy
 import json
 from pathlib import Path
 
-from edgekd.compare import REGRESSION, SAME, WORSE, compare_reports, summary
 from edgekd.fileio import write_json_atomic
-from edgekd.report import load_report
+from edgekd.report.compare import REGRESSION, SAME, WORSE, compare_reports, summary
+from edgekd.report.document import load_report
 from tests.conftest import run_cli
 
 FIXTURE_1_0 = Path(__file__).parent / "fixtures" / "report-1.0.json"

@@ -6,7 +6,7 @@ import torch
 from edgekd.distill import LossSpec, TrainConfig, fit
 from edgekd.models import build_model
 from edgekd.recipe import TaskSection
-from edgekd.report import load_report
+from edgekd.report.document import load_report
 from edgekd.tasks.digits import load_digits_task
 
 

@@ -14,7 +14,7 @@ from edgekd.distill.defaults import FROM_SCRATCH, PRETRAINED, resolve_distill
 from edgekd.distill.stage import distill_stage, teacher_stage
 from edgekd.distill.story import keep_labels
 from edgekd.recipe import DistillSection, load_recipe
-from edgekd.report_training import training_lines
+from edgekd.report.training import training_lines
 from edgekd.tasks import load_task
 
 

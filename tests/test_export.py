@@ -4,7 +4,7 @@ import numpy as np
 import onnx
 import torch
 
-from edgekd.export import check_parity, export_onnx
+from edgekd.export.onnx import check_parity, export_onnx
 from edgekd.measure import predict
 from edgekd.models import build_model
 from edgekd.runtimes import get_runtime

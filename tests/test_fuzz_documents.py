@@ -102,9 +102,9 @@ def _recipe_base() -> dict[str, Any]:
 @seed(16)
 @given(data=st.data())
 def test_fuzzed_recipes(tmp_path, data):
-    from edgekd.pipeline import distill_and_export  # noqa: F401 - the module the CLI runs
+    from edgekd.pipeline.run import distill_and_export  # noqa: F401 - the module the CLI runs
+    from edgekd.pipeline.targets import target_profiles
     from edgekd.recipe import load_recipe
-    from edgekd.targets import target_profiles
 
     path = tmp_path / "fuzzed.toml"
     path.write_bytes(data.draw(document_bytes(_recipe_base())))
@@ -120,7 +120,7 @@ def test_fuzzed_recipes(tmp_path, data):
 @seed(16)
 @given(data=st.data())
 def test_fuzzed_profiles(tmp_path, data):
-    from edgekd.hardware import load_profile
+    from edgekd.targets.profiles import load_profile
 
     base = tomllib.loads((Path(__file__).parents[1] / "profiles" / "jetson-orin-nano-8gb.toml").read_text())
     path = tmp_path / "fuzzed-profile.toml"
@@ -130,7 +130,7 @@ def test_fuzzed_profiles(tmp_path, data):
 
 @pytest.fixture(scope="module")
 def quick_report(quick_run) -> dict[str, Any]:
-    from edgekd.report import load_report
+    from edgekd.report.document import load_report
 
     return load_report(quick_run / "report.json")
 
@@ -169,9 +169,9 @@ def _json_safe(value: Any) -> Any:
 @seed(16)
 @given(data=st.data())
 def test_fuzzed_manifests(fuzz_bundle, data):
-    from edgekd.bundle import MANIFEST, load_eval_samples, verify_bundle
-    from edgekd.hardware import load_profile
-    from edgekd.on_device import _bundle_artifacts, _settings
+    from edgekd.bundle.files import MANIFEST, load_eval_samples, verify_bundle
+    from edgekd.pipeline.on_device import _bundle_artifacts, _settings
+    from edgekd.targets.profiles import load_profile
 
     original = fuzz_bundle / "manifest.original.json"
     if not original.exists():

@@ -8,8 +8,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 pytest.importorskip("transformers", reason="needs the hf extra: pip install \"edgekd[hf]\"")
 
-from edgekd.export import export_onnx  # noqa: E402
-from edgekd.graph_choice import (  # noqa: E402
+from edgekd.export.graph_choice import (  # noqa: E402
     SKIP_LAYER_NORM,
     GraphCandidate,
     choose_graph,
@@ -17,6 +16,7 @@ from edgekd.graph_choice import (  # noqa: E402
     ship_choice,
     transformer_candidates,
 )
+from edgekd.export.onnx import export_onnx  # noqa: E402
 from edgekd.models.hf import load_hf_encoder  # noqa: E402
 from edgekd.runtimes import get_runtime  # noqa: E402
 from tests.test_hf_interface import token_inputs  # noqa: E402

@@ -13,7 +13,7 @@ pytest.importorskip("transformers", reason="needs the hf extra: pip install \"ed
 
 from edgekd.distill import LossSpec, TrainConfig, fit  # noqa: E402
 from edgekd.models.hf import encoder_from_config, load_hf_encoder, shrink_encoder, shrunk_layers  # noqa: E402
-from edgekd.report import load_report  # noqa: E402
+from edgekd.report.document import load_report  # noqa: E402
 from tests.tiny_hf import make_text_file, make_tiny_bert, run_recipe, text_recipe  # noqa: E402
 
 

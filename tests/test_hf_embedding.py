@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("transformers", reason="needs the hf extra: pip install \"edgekd[hf]\"")
 
-from edgekd.report import load_report  # noqa: E402
+from edgekd.report.document import load_report  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402
 from tests.tiny_hf import make_sentences_txt, make_tiny_bert, run_recipe, text_recipe  # noqa: E402
 
@@ -110,7 +110,7 @@ def test_a_class_loss_on_an_embedding_teacher_is_a_clear_error(tmp_path, capsys)
 def test_compare_covers_the_cosine(embed_run, capsys):
     code, out, _ = run_cli(["report", str(embed_run), "--compare", str(embed_run), "--format", "md"], capsys)
     assert code == 0 and "no change" in out
-    from edgekd.compare import compare_reports
+    from edgekd.report.compare import compare_reports
 
     old = load_report(embed_run)
     new = load_report(embed_run)

@@ -8,7 +8,7 @@ import torch
 
 pytest.importorskip("transformers", reason="needs the hf extra: pip install \"edgekd[hf]\"")
 
-from edgekd.export import check_shape_parity, export_onnx, onnx_interface, parity_shapes  # noqa: E402
+from edgekd.export.onnx import check_shape_parity, export_onnx, onnx_interface, parity_shapes  # noqa: E402
 from edgekd.measure.graph import count_macs  # noqa: E402
 from edgekd.models.hf import load_hf_encoder  # noqa: E402
 from edgekd.runtimes import get_runtime  # noqa: E402

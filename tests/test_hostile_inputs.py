@@ -21,11 +21,11 @@ from safetensors.torch import save_file
 
 from edgekd.errors import CheckpointError, RecipeError, StageError, WriteError
 from edgekd.fileio import remove_stale_temp_dirs, remove_stale_temps, write_json_atomic, write_text_atomic
-from edgekd.measure_rows import require_a_measured_row
+from edgekd.measure.rows import require_a_measured_row
 from edgekd.models.checkpoint import load_checkpoint
 from edgekd.models.user import read_state_dict
+from edgekd.pipeline.identity import check_same_models
 from edgekd.recipe import load_recipe
-from edgekd.run_identity import check_same_models
 from tests.conftest import run_cli
 
 # --- 7. every value checked before the first stage ---------------------------------------------------------
@@ -148,9 +148,9 @@ def test_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch)
 def test_a_full_disk_while_bundling_leaves_no_half_bundle(tmp_path, monkeypatch):
     import shutil
 
-    from edgekd import bundle as bundle_module
-    from edgekd.measure_rows import TeacherReference
-    from edgekd.rundirs import claim_dir
+    from edgekd.bundle import files as bundle_module
+    from edgekd.measure.rows import TeacherReference
+    from edgekd.pipeline.rundirs import claim_dir
 
     run_dir = claim_dir(tmp_path / "run", "run")  # a bundle lives in a run directory edgekd made
     (run_dir / "student.onnx").write_bytes(b"model")
@@ -229,7 +229,7 @@ def test_measure_dirs_of_dead_runs_are_removed(tmp_path, monkeypatch):
 
 
 def test_a_run_name_reused_for_other_models_is_refused_naming_the_difference(tmp_path, capsys):
-    from edgekd.rundirs import MARKER, claim_dir
+    from edgekd.pipeline.rundirs import MARKER, claim_dir
 
     run_dir = claim_dir(tmp_path / "out" / "digits", "run")
     write_text_atomic(run_dir / "recipe.toml", load_recipe(None, ["distill.epochs=4"]).to_toml())

@@ -14,13 +14,13 @@ import numpy as np
 import onnx
 import pytest
 
-from edgekd.bundle import BundleError, extract_bundle, load_eval_samples, verify_bundle
+from edgekd.bundle.files import BundleError, extract_bundle, load_eval_samples, verify_bundle
 from edgekd.errors import CheckpointError, RecipeError
 from edgekd.fileio import sha256_file, write_json_atomic
 from edgekd.models import load_saved_model
 from edgekd.models.user import import_factory
+from edgekd.pipeline.stages import run_stage
 from edgekd.recipe import load_recipe
-from edgekd.stages import run_stage
 from tests.conftest import QUICK_OVERRIDES, run_cli
 
 # --- 1. factories come from the recipe only, and never name the standard library ---------------------------

@@ -9,16 +9,16 @@ import pytest
 import torch
 from torch import nn
 
-from edgekd.artifacts import Artifact
-from edgekd.calibration import calibration_sha256, fidelity_to, model_outputs, quantize_static_calibrated
+from edgekd.build.artifacts import Artifact
 from edgekd.errors import RecipeError
-from edgekd.export import export_onnx
+from edgekd.export.onnx import export_onnx
 from edgekd.measure import timing_policy
 from edgekd.measure.quality import ACCURACY, TEACHER_COSINE
-from edgekd.measure_rows import MeasureSettings, TeacherReference, measure_rows
-from edgekd.quantize import is_transformer_graph, quantize_int8_dynamic, quantize_int8_static
+from edgekd.measure.rows import MeasureSettings, TeacherReference, measure_rows
+from edgekd.quantize.calibration import calibration_sha256, fidelity_to, model_outputs, quantize_static_calibrated
+from edgekd.quantize.ort_int8 import is_transformer_graph, quantize_int8_dynamic, quantize_int8_static
 from edgekd.recipe import Recipe, apply_overrides
-from edgekd.recommend import recommendation_lines, recommendations
+from edgekd.report.recommend import recommendation_lines, recommendations
 
 
 class OutlierMlp(nn.Module):
@@ -143,7 +143,7 @@ def test_quantizer_logging_goes_to_the_log_not_the_terminal(outlier_dir, tmp_pat
 def test_static_ops_safe_leaves_transformer_breaking_ops_in_float(outlier_dir, tmp_path):
     import onnx
 
-    from edgekd.quantize import TRANSFORMER_UNSAFE_OPS, static_op_types
+    from edgekd.quantize.ort_int8 import TRANSFORMER_UNSAFE_OPS, static_op_types
 
     safe, every = set(static_op_types("safe")), set(static_op_types("all"))
     assert {"MatMul", "Gemm", "Conv"} <= safe and not safe & TRANSFORMER_UNSAFE_OPS
@@ -173,7 +173,7 @@ def test_nncf_builds_a_working_int8_ir_for_a_transformer(tmp_path):
     pytest.importorskip("openvino", reason="openvino is not installed: pip install \"edgekd[openvino]\"")
     pytest.importorskip("nncf", reason="nncf is not installed: pip install \"edgekd[openvino]\"")
     from edgekd.models.hf import load_hf_encoder
-    from edgekd.quantize import calibration_feeds
+    from edgekd.quantize.ort_int8 import calibration_feeds
     from edgekd.runtimes.openvino_runtime import RUNTIME, build_int8_ir_nncf
     from tests.tiny_hf import make_tiny_bert
 
@@ -207,7 +207,7 @@ def test_bad_calibration_input_fails_before_calibration_naming_the_input(outlier
 
 
 def test_accuracy_aware_search_keeps_the_sensitive_node_in_float_and_says_what_it_cost(outlier_dir, tmp_path):
-    from edgekd.accuracy_aware import search_keep_float
+    from edgekd.quantize.accuracy_aware import search_keep_float
 
     directory, samples, _ = outlier_dir
     source, target = directory / "student.onnx", tmp_path / "student.int8-static.onnx"
@@ -226,7 +226,7 @@ def test_accuracy_aware_search_keeps_the_sensitive_node_in_float_and_says_what_i
 
 
 def test_a_budget_no_mix_meets_keeps_the_best_model_and_says_so(outlier_dir, tmp_path):
-    from edgekd.accuracy_aware import search_keep_float
+    from edgekd.quantize.accuracy_aware import search_keep_float
 
     directory, samples, _ = outlier_dir
     source, target = directory / "student.onnx", tmp_path / "student.int8-static.onnx"
@@ -240,7 +240,7 @@ def test_a_budget_no_mix_meets_keeps_the_best_model_and_says_so(outlier_dir, tmp
 
 
 def test_a_run_records_its_calibration_recommends_and_builds_openvino_int8_with_nncf(quick_run):
-    from edgekd.report import load_report
+    from edgekd.report.document import load_report
 
     report = load_report(quick_run)
     calibration = report["stages"]["quantize"]["calibration"]

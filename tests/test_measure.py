@@ -23,8 +23,8 @@ from edgekd.measure import (
     timing_policy,
 )
 from edgekd.measure.graph import count_macs, files_on_disk
+from edgekd.measure.rows import precision_mismatch
 from edgekd.measure.timing import time_rounds
-from edgekd.measure_rows import precision_mismatch
 from edgekd.recipe import MEASURE_PRESETS, load_recipe
 from edgekd.runtimes.base import TimedCall
 
@@ -161,7 +161,7 @@ def test_stage_drops_follow_the_chain_and_add_up_to_the_total():
 
 
 def test_stage_drops_of_a_real_run_add_up(quick_run):
-    from edgekd.report import load_report
+    from edgekd.report.document import load_report
 
     rows = [r for r in load_report(quick_run)["rows"] if r["status"] == "ok" and r["role"] == "student"]
     assert len(rows) >= 5

@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from edgekd.artifacts import Artifact
+from edgekd.build.artifacts import Artifact
 from edgekd.measure import TimingPolicy
-from edgekd.measure_rows import MeasureSettings, TeacherReference, measure_rows
-from edgekd.report import load_report
+from edgekd.measure.rows import MeasureSettings, TeacherReference, measure_rows
+from edgekd.report.document import load_report
 from edgekd.tasks.base import load_eval_split
 
 TINY = TimingPolicy(warmup_runs=1, min_runs=3, min_seconds=0.0)

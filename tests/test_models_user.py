@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 from edgekd.errors import CheckpointError, RecipeError
 from edgekd.models import load_saved_model, load_weights
 from edgekd.models.user import build_user_model, read_state_dict
-from edgekd.report import load_report
+from edgekd.report.document import load_report
 
 MODULE = textwrap.dedent("""
     from torch import nn

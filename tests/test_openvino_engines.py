@@ -42,7 +42,7 @@ def test_fp16_ir_halves_the_weights_and_int8_ir_comes_from_the_qdq_model(quick_r
 
 
 def test_run_rows_record_execution_precision(quick_run):
-    from edgekd.report import load_report
+    from edgekd.report.document import load_report
 
     rows = {r["artifact"]: r for r in load_report(quick_run)["rows"]}
     expected = _default_cpu_precision()  # the host profile lets the plugin choose, and says what it chose

@@ -7,7 +7,7 @@ import tomllib
 import pytest
 
 from edgekd.errors import RecipeError
-from edgekd.hardware import load_profile, profiles_dir, shipped_profile_names
+from edgekd.targets.profiles import load_profile, profiles_dir, shipped_profile_names
 from tests.conftest import run_cli
 
 REQUIRED = {"host", "x86-avx2", "x86-avx512-vnni", "jetson-orin-nano-8gb", "jetson-orin-nx-16gb",

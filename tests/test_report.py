@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from edgekd.report import SCHEMA_VERSION, load_report, render_markdown, validate_report
-from edgekd.report_html import render_html
+from edgekd.report.document import SCHEMA_VERSION, load_report, render_markdown, validate_report
+from edgekd.report.html import render_html
 from tests.conftest import run_cli
 
 FIXTURE_1_0 = Path(__file__).parent / "fixtures" / "report-1.0.json"

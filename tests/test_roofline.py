@@ -5,7 +5,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgekd.roofline import roofline_cost, roofline_estimate
+from edgekd.targets.roofline import roofline_cost, roofline_estimate
 
 
 def _save(tmp_path, nodes, inputs, outputs, initializers):
@@ -37,7 +37,7 @@ def test_conv_and_gemm_flops_are_counted_exactly(tmp_path):
 
 
 def test_bound_sits_on_the_slower_roof_and_needs_both_figures(tmp_path):
-    from edgekd.roofline import RooflineCost
+    from edgekd.targets.roofline import RooflineCost
 
     cost = RooflineCost(flops=2_000_000, weight_count=1000, io_bytes=0)
     compute = roofline_estimate(cost, "a", "t", "r", "fp32", peak_ops_per_s=1e9, bandwidth_bytes_per_s=1e12)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edgekd.errors import UnsafePathError
-from edgekd.rundirs import MARKER, check_run_name, claim_dir, remove_owned_dir, remove_scratch_dir
+from edgekd.pipeline.rundirs import MARKER, check_run_name, claim_dir, remove_owned_dir, remove_scratch_dir
 from tests.cli_subprocess import run_edgekd
 
 

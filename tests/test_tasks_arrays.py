@@ -9,7 +9,7 @@ from sklearn.datasets import make_classification
 
 from edgekd.errors import RecipeError
 from edgekd.recipe import TaskSection
-from edgekd.report import load_report
+from edgekd.report.document import load_report
 from edgekd.tasks import load_task
 from tests.conftest import run_cli
 

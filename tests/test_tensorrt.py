@@ -13,7 +13,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from edgekd.build import tensorrt_onnx, to_tensorrt_qdq
+from edgekd.build.engines import tensorrt_onnx, to_tensorrt_qdq
 from edgekd.errors import EdgekdError, StageError
 from edgekd.fileio import sha256_file
 from edgekd.runtimes import tensorrt_runtime
@@ -194,7 +194,7 @@ def _quantization_tensors(path):
 def test_symmetric_qdq_becomes_tensorrts_form_exactly(quick_run, tmp_path):
     """Static INT8 quantized for TensorRT (int8 activations, zero point 0) only has its int32 biases turned into
     the floats ONNX Runtime's DequantizeLinear computes: the rewritten file gives the same outputs."""
-    from edgekd.quantize import quantize_int8_static
+    from edgekd.quantize.ort_int8 import quantize_int8_static
     from edgekd.runtimes import get_runtime
     from edgekd.tasks.base import load_eval_split
 

@@ -10,9 +10,9 @@ from rich.console import Console
 
 from edgekd.cli.profile_cmd import render_estimates
 from edgekd.errors import RecipeError
+from edgekd.pipeline.rundirs import check_run_name
 from edgekd.recipe import load_recipe
-from edgekd.report import render_table
-from edgekd.rundirs import check_run_name
+from edgekd.report.document import render_table
 
 
 def distill_and_export(
@@ -46,8 +46,8 @@ def distill_and_export(
     loaded = load_recipe(recipe, overrides)
     if run_name is not None:
         check_run_name(run_name, "run name (--run-name)")  # before anything is imported, created or removed
-    from edgekd.bundle import archive_bundle  # torch and the runtimes load only for the commands that use them
-    from edgekd.pipeline import distill_and_export as run_pipeline
+    from edgekd.bundle.files import archive_bundle  # torch and the runtimes load only for the commands that use them
+    from edgekd.pipeline.run import distill_and_export as run_pipeline
 
     result = run_pipeline(loaded, output_dir, run_name=run_name, fresh=fresh, openvino_precision=openvino_precision)
     if not result.report:  # a non-zero rank under torchrun: rank 0 writes and prints the report

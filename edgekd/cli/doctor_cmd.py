@@ -10,10 +10,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from edgekd.hardware import RUNTIME_NAMES, load_profile, measurable_reason, runtime_reason, shipped_profile_names
-from edgekd.hostinfo import host_facts
 from edgekd.runtimes import runtime_versions
 from edgekd.runtimes.tensorrt_runtime import trtexec_path
+from edgekd.targets.profiles import (
+    RUNTIME_NAMES,
+    load_profile,
+    measurable_reason,
+    runtime_reason,
+    shipped_profile_names,
+)
+from edgekd.targets.this_host import host_facts
 
 
 def _providers() -> dict[str, Any]:

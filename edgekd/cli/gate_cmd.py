@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgekd.cli.gate_output import publish_to_ci, verdict_document, write_junit
 from edgekd.errors import EdgekdError
 from edgekd.gate import (
     FAIL,
@@ -29,11 +30,10 @@ from edgekd.gate import (
     recipe_budgets,
     select_rows,
 )
-from edgekd.gate_output import publish_to_ci, verdict_document, write_junit
-from edgekd.hardware import load_profile
 from edgekd.measure.quality import TEACHER_COSINE, report_metric
-from edgekd.rebench import REBENCH_BUDGETS, RebenchPolicy, rebench
-from edgekd.report import load_report
+from edgekd.measure.rebench import REBENCH_BUDGETS, RebenchPolicy, rebench
+from edgekd.report.document import load_report
+from edgekd.targets.profiles import load_profile
 
 INCONCLUSIVE_POLICIES = (PASS, FAIL)
 

@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from edgekd.hardware import load_profile
-from edgekd.report import render_table
+from edgekd.report.document import render_table
+from edgekd.targets.profiles import load_profile
 
 
 def render_estimates(estimates: list[dict[str, Any]]) -> Table:
@@ -37,7 +37,7 @@ def profile(
     as_json: bool = typer.Option(False, "--json", help="Print the device report as JSON instead of the table."),
 ) -> None:
     """Profile a bundle on this device: checksums, safe extraction, device engines, measurements, one report."""
-    from edgekd.on_device import merge_into, profile_bundle  # the runtimes load only when a bundle is profiled
+    from edgekd.pipeline.on_device import merge_into, profile_bundle  # the runtimes load only when a bundle is profiled
 
     result = profile_bundle(bundle, load_profile(profile_name), output_dir, threads)
     if merge is not None:

@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from edgekd.hardware import load_profile, measurable_reason, profile_text, shipped_profile_names
-from edgekd.hostinfo import host_facts
+from edgekd.targets.profiles import load_profile, measurable_reason, profile_text, shipped_profile_names
+from edgekd.targets.this_host import host_facts
 
 app = typer.Typer(help="Hardware profiles: list them, show one.", no_args_is_help=True)
 

@@ -11,10 +11,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from edgekd.compare import COMPARE_COLUMNS, REGRESSION, compare_lines, compare_reports, render_compare_markdown, summary
 from edgekd.fileio import write_text_atomic
-from edgekd.report import load_report, render_markdown, render_table
-from edgekd.report_html import render_compare_html, render_html
+from edgekd.report.compare import (
+    COMPARE_COLUMNS,
+    REGRESSION,
+    compare_lines,
+    compare_reports,
+    render_compare_markdown,
+    summary,
+)
+from edgekd.report.document import load_report, render_markdown, render_table
+from edgekd.report.html import render_compare_html, render_html
 
 
 class Format(StrEnum):

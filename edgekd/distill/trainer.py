@@ -28,7 +28,7 @@ from edgekd.distill.losses import CompositeLoss
 from edgekd.distill.outputs import model_outputs
 from edgekd.errors import EdgekdError, StageError
 from edgekd.fileio import sha256_json
-from edgekd.progress import progress_bar, step
+from edgekd.pipeline.progress import progress_bar, step
 
 
 @dataclass(frozen=True)

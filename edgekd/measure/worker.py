@@ -121,7 +121,7 @@ def openvino_throughput_mode(path: Path, inputs: Inputs, batch_size: int, thread
 
 def run_job(job: MeasureJob, isolated: bool) -> dict[str, Any]:
     """Load, predict the eval split, time latency and throughput. Raises on failure (the caller records it)."""
-    from edgekd.artifacts import Artifact, load_runner
+    from edgekd.build.artifacts import Artifact, load_runner
 
     artifact = Artifact(**job.artifact)
     policy = TimingPolicy(**job.policy)

@@ -62,7 +62,7 @@ class HFEncoder(nn.Module):
         return int(self.hf.config.num_hidden_layers)
 
     # the exported graph's interface: named inputs with dynamic batch and sequence axes, the output named for
-    # what it is (read by edgekd.export)
+    # what it is (read by edgekd.export.onnx)
     dynamic_sequence = True
 
     @property

@@ -60,7 +60,7 @@ def build_int8_ir_nncf(onnx_path: Path, xml_path: Path, feeds: list[dict[str, np
     """OpenVINO int8 IR by NNCF post-training quantization of the fp32 ONNX model on `feeds` (one dict of
     inputs per calibration sample). `transformer` selects NNCF's transformer model type (SmoothQuant on MatMuls,
     LayerNorm / Softmax / GELU kept in float), which is what keeps an encoder's int8 close to fp32."""
-    from edgekd.quantize import quantizer_output_to
+    from edgekd.quantize.ort_int8 import quantizer_output_to
 
     ov, nncf = _import_openvino(), _import_nncf()
     with quantizer_output_to(log_path):

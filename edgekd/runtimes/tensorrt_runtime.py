@@ -27,9 +27,9 @@ import numpy as np
 
 from edgekd.errors import EdgekdError, MissingDependencyError, StageError
 from edgekd.fileio import atomic_path, sha256_file, write_json_atomic
-from edgekd.hostinfo import nvidia_gpus
 from edgekd.runtimes.base import Runner, Runtime
 from edgekd.samples import Inputs, named
+from edgekd.targets.this_host import nvidia_gpus
 
 DEFAULT_WORKSPACE_BYTES = 1 << 30  # 1 GiB: ample for small models, within a Jetson Orin Nano's 8 GB
 TRTEXEC_PATHS = ("trtexec", "/usr/src/tensorrt/bin/trtexec")  # the second is where JetPack puts it
@@ -167,7 +167,7 @@ def build_engine(
     problem = qdq_problem(onnx_path) if found == "int8" else None
     if problem:
         raise StageError(f"build: {onnx_path.name}: {problem}, which TensorRT cannot read as it is; rewrite it with "
-                         "edgekd.build.to_tensorrt_qdq")  # fmt: skip
+                         "edgekd.build.engines.to_tensorrt_qdq")  # fmt: skip
     reason = tensorrt_unavailable_reason()
     if reason and not reason.startswith(TRTEXEC_ONLY):
         raise StageError(f"build: TensorRT engine {engine_path.name}: {reason}")

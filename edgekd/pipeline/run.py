@@ -14,32 +14,23 @@ import onnx
 import torch
 
 from edgekd import measure as m
-from edgekd.accuracy_aware import search_keep_float
-from edgekd.artifacts import Artifact
-from edgekd.build import FP32_ONNX
-from edgekd.calibration import calibration_sha256, quantize_static_calibrated
+from edgekd.build.artifacts import Artifact
+from edgekd.build.engines import FP32_ONNX
 from edgekd.distill import distributed
 from edgekd.distill.stage import distill_stage, teacher_stage
 from edgekd.errors import StageError
-from edgekd.export import check_parity, check_shape_parity, export_onnx, onnx_interface
+from edgekd.export.graph_choice import choose_graph, ship_choice, transformer_candidates
+from edgekd.export.onnx import check_parity, check_shape_parity, export_onnx, onnx_interface
 from edgekd.fileio import write_text_atomic
 from edgekd.gate import report_verdicts
-from edgekd.graph_choice import choose_graph, ship_choice, transformer_candidates
-from edgekd.hardware import Profile
 from edgekd.measure.quality import ACCURACY, task_metric
-from edgekd.measure_rows import MeasureSettings, TeacherReference, measure_rows, require_a_measured_row
+from edgekd.measure.rows import MeasureSettings, TeacherReference, measure_rows, require_a_measured_row
 from edgekd.models import count_parameters, load_saved_model
-from edgekd.progress import step
-from edgekd.quantize import quantize_int8_dynamic
-from edgekd.recipe import Recipe
-from edgekd.recommend import recommendations
-from edgekd.report import build_report, validate_report, write_report
-from edgekd.run_identity import check_same_models
-from edgekd.rundirs import check_run_name, claim_dir, remove_owned_dir
-from edgekd.runtimes import get_runtime
-from edgekd.runtimes.pytorch_runtime import runner_for_module
-from edgekd.stages import stage_key, timed_stage
-from edgekd.targets import (
+from edgekd.pipeline.identity import check_same_models
+from edgekd.pipeline.progress import step
+from edgekd.pipeline.rundirs import check_run_name, claim_dir, remove_owned_dir
+from edgekd.pipeline.stages import stage_key, timed_stage
+from edgekd.pipeline.targets import (
     build_stage,
     bundle_stage,
     measured_here,
@@ -48,6 +39,15 @@ from edgekd.targets import (
     target_profiles,
     target_rows,
 )
+from edgekd.quantize.accuracy_aware import search_keep_float
+from edgekd.quantize.calibration import calibration_sha256, quantize_static_calibrated
+from edgekd.quantize.ort_int8 import quantize_int8_dynamic
+from edgekd.recipe import Recipe
+from edgekd.report.document import build_report, validate_report, write_report
+from edgekd.report.recommend import recommendations
+from edgekd.runtimes import get_runtime
+from edgekd.runtimes.pytorch_runtime import runner_for_module
+from edgekd.targets.profiles import Profile
 from edgekd.tasks import TaskData, load_task
 from edgekd.tasks.base import save_calibration_samples, save_eval_split
 

@@ -9,18 +9,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from edgekd import build as engines_build
-from edgekd.artifacts import Artifact
-from edgekd.bundle import write_bundle
+from edgekd.build import engines as engines_build
+from edgekd.build.artifacts import Artifact
+from edgekd.bundle.files import write_bundle
 from edgekd.fileio import sha256_json
-from edgekd.hardware import OpenvinoSection, Profile, load_profile
-from edgekd.measure_rows import MeasureSettings, TeacherReference, measure_rows
-from edgekd.progress import step
+from edgekd.measure.rows import MeasureSettings, TeacherReference, measure_rows
+from edgekd.pipeline.progress import step
+from edgekd.pipeline.stages import stage_key, timed_stage
 from edgekd.recipe import Recipe
-from edgekd.roofline import roofline_cost
 from edgekd.runtimes import get_runtime
 from edgekd.samples import Inputs
-from edgekd.stages import stage_key, timed_stage
+from edgekd.targets.profiles import OpenvinoSection, Profile, load_profile
+from edgekd.targets.roofline import roofline_cost
 from edgekd.tasks import TaskData
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgekd import measure as m
-from edgekd.artifacts import Artifact
+from edgekd.build.artifacts import Artifact
 from edgekd.errors import EdgekdError, StageError
 from edgekd.fileio import remove_stale_temp_dirs
 from edgekd.measure.graph import count_macs, files_on_disk

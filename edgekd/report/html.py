@@ -12,8 +12,7 @@ from html import escape
 from typing import Any
 
 from edgekd.measure.quality import ACCURACY, METRIC_LABELS, metric_value, report_metric
-from edgekd.recommend import COLLAPSE, recommendation_lines
-from edgekd.report import (
+from edgekd.report.document import (
     ESTIMATE_COLUMNS,
     PARITY_COLUMNS,
     STAGE_LABELS,
@@ -32,7 +31,8 @@ from edgekd.report import (
     throughput_lines,
     verdict_lines,
 )
-from edgekd.report_training import training_section_html
+from edgekd.report.recommend import COLLAPSE, recommendation_lines
+from edgekd.report.training import training_section_html
 
 VERDICT_CLASSES = {"fail": "bad", "inconclusive": "flagged"}  # the row styles of unmeasured and flagged rows
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
@@ -342,7 +342,7 @@ def render_html(report: dict[str, Any]) -> str:
 
 def render_compare_html(new: dict[str, Any], old: dict[str, Any], comparisons: list) -> str:
     """The deltas between two reports as a page; regressions in red, improvements plain."""
-    from edgekd.compare import COMPARE_COLUMNS, REGRESSION, compare_lines, summary
+    from edgekd.report.compare import COMPARE_COLUMNS, REGRESSION, compare_lines, summary
 
     lines = compare_lines(comparisons)
     classes = ["bad" if cells[-1] == REGRESSION.upper() else "" for cells in lines]

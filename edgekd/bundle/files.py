@@ -32,13 +32,13 @@ import numpy as np
 
 from edgekd import __version__
 from edgekd import measure as m
-from edgekd.bundle_checks import BundleError, check_files, check_manifest_shape
+from edgekd.bundle.checks import BundleError, check_files, check_manifest_shape
 from edgekd.errors import RecipeError
 from edgekd.fileio import atomic_path, raise_write_error, read_json, sha256_file, write_json_atomic
 from edgekd.measure.quality import ACCURACY, report_metric
-from edgekd.measure_rows import TeacherReference
+from edgekd.measure.rows import TeacherReference
+from edgekd.pipeline.rundirs import remove_scratch_dir
 from edgekd.recipe import recipe_from_dict
-from edgekd.rundirs import remove_scratch_dir
 from edgekd.samples import Inputs, count, read_inputs, save_inputs
 from edgekd.tasks.base import save_calibration_samples
 
@@ -160,7 +160,7 @@ def extract_bundle(archive: Path, target_dir: Path) -> Path:
 
 def verify_bundle(bundle_dir: Path) -> dict[str, Any]:
     """Read the manifest, check its fields, and check that every file the bundle uses is listed, inside the
-    bundle, a regular file, and matches its size and sha256 (edgekd.bundle_checks); returns the manifest."""
+    bundle, a regular file, and matches its size and sha256 (edgekd.bundle.checks); returns the manifest."""
     bundle_dir = Path(bundle_dir)
     manifest_path = bundle_dir / MANIFEST
     manifest = read_json(manifest_path, f"'{bundle_dir}' is not a bundle: no {MANIFEST} (pass export/<run>/bundle "

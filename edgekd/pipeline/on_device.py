@@ -16,22 +16,22 @@ from pathlib import Path
 from typing import Any
 
 from edgekd import __version__
-from edgekd import build as engines_build
 from edgekd import measure as m
-from edgekd.artifacts import Artifact
-from edgekd.bundle import BundleError, extract_bundle, load_eval_samples, manifest_input_names, verify_bundle
+from edgekd.build import engines as engines_build
+from edgekd.build.artifacts import Artifact
+from edgekd.bundle.files import BundleError, extract_bundle, load_eval_samples, manifest_input_names, verify_bundle
 from edgekd.errors import EdgekdError, ReportError
 from edgekd.fileio import write_json_atomic
-from edgekd.hardware import Profile, device_mismatch_reason, runtime_reason
-from edgekd.hostinfo import host_facts
 from edgekd.measure.quality import report_metric
-from edgekd.measure_rows import MeasureSettings, measure_rows, require_a_measured_row
-from edgekd.recommend import recommendations
-from edgekd.report import SCHEMA_VERSION, load_report, validate_report, write_report
-from edgekd.rundirs import claim_dir, remove_scratch_dir
+from edgekd.measure.rows import MeasureSettings, measure_rows, require_a_measured_row
+from edgekd.pipeline.rundirs import claim_dir, remove_scratch_dir
+from edgekd.report.document import SCHEMA_VERSION, load_report, validate_report, write_report
+from edgekd.report.recommend import recommendations
 from edgekd.runtimes import runtime_versions
 from edgekd.runtimes.tensorrt_runtime import TRTEXEC_ONLY
 from edgekd.samples import take
+from edgekd.targets.profiles import Profile, device_mismatch_reason, runtime_reason
+from edgekd.targets.this_host import host_facts
 
 
 def first_line(exc: BaseException) -> str:

@@ -25,11 +25,18 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.calibration import fidelity_to, model_outputs
 from edgekd.fileio import atomic_path
 from edgekd.measure.quality import ACCURACY
 from edgekd.measure.timing import TimingPolicy, summarize_ms, time_runs
-from edgekd.quantize import COMPUTE_OPS, Calibration, _reader, calibration_feeds, preprocess, quantize_int8_static
+from edgekd.quantize.calibration import fidelity_to, model_outputs
+from edgekd.quantize.ort_int8 import (
+    COMPUTE_OPS,
+    Calibration,
+    _reader,
+    calibration_feeds,
+    preprocess,
+    quantize_int8_static,
+)
 
 CONFIRM = 3  # candidates per step whose validation drop is measured before one is kept in float
 SENSITIVITY_SAMPLES = 8  # calibration samples whose activations are compared (every tensor is kept in memory)
@@ -49,7 +56,7 @@ def node_sensitivity(prepared: Path, quantized: Path, feeds: list[dict[str, np.n
     import onnx
     from onnxruntime.quantization import qdq_loss_debug as debug
 
-    from edgekd.quantize import quantizer_output_to
+    from edgekd.quantize.ort_int8 import quantizer_output_to
 
     activations = {}
     with quantizer_output_to(log_path):

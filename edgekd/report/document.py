@@ -14,12 +14,12 @@ from rich.table import Table
 from edgekd import __version__
 from edgekd.errors import ReportError
 from edgekd.fileio import read_json, sha256_json, write_json_atomic, write_text_atomic
-from edgekd.hostinfo import git_sha, host_facts
 from edgekd.measure.quality import ACCURACY, STAGES, metric_drop, metric_value, report_metric
 from edgekd.recipe import Recipe
-from edgekd.recommend import recommendation_lines
-from edgekd.report_training import training_lines
+from edgekd.report.recommend import recommendation_lines
+from edgekd.report.training import training_lines
 from edgekd.runtimes import runtime_versions
+from edgekd.targets.this_host import git_sha, host_facts
 
 if TYPE_CHECKING:  # the task module pulls in scikit-learn; the report only names its type
     from edgekd.tasks import TaskData
@@ -99,7 +99,7 @@ def load_report(path: Path) -> dict[str, Any]:
 
 
 def write_report(report: dict[str, Any], run_dir: Path) -> None:
-    from edgekd.report_html import render_html
+    from edgekd.report.html import render_html
 
     write_json_atomic(run_dir / "report.json", report)
     write_text_atomic(run_dir / "report.md", render_markdown(report))

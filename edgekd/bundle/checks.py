@@ -4,7 +4,7 @@ ONNX external data, which no runtime gets to read before edgekd has checked wher
 
 A manifest is data from elsewhere: a wrong type anywhere is one `BundleError` naming the field, not a
 traceback later. Figures that could be edited in the manifest without touching a checksummed file (the
-teacher's accuracy) are recomputed from the checksummed eval samples instead (`edgekd.bundle`).
+teacher's accuracy) are recomputed from the checksummed eval samples instead (`edgekd.bundle.files`).
 """
 
 from __future__ import annotations

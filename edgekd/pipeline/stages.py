@@ -67,7 +67,7 @@ def timed_stage(run_dir: Path, name: str, key: str, outputs: list[str],
                 work: Callable[[], dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
     """`run_stage` announced on the progress line, its summary with whether it was reused and its seconds."""
     from edgekd.distill.distributed import is_main
-    from edgekd.progress import step
+    from edgekd.pipeline.progress import step
 
     step(name)
     if is_main():  # no write is in flight here: temp files in the run directory are a killed run's leftovers

@@ -16,10 +16,10 @@ from typing import Any
 
 import edgekd
 from edgekd.errors import RecipeError, did_you_mean
-from edgekd.hostinfo import host_facts, is_jetson, isa_flags, nvidia_gpus
 from edgekd.recipe import _build as build_typed  # the recipe's validator: key paths + did-you-mean
 from edgekd.runtimes import get_runtime
 from edgekd.runtimes.tensorrt_runtime import tensorrt_unavailable_reason
+from edgekd.targets.this_host import host_facts, is_jetson, isa_flags, nvidia_gpus
 
 DEVICE_CLASSES = ("host", "x86", "jetson", "arm-sbc", "mobile")
 RUNTIME_NAMES = ("onnxruntime", "openvino", "tensorrt", "ort-mobile")

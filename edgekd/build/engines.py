@@ -18,16 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekd.artifacts import Artifact
-from edgekd.bundle import CALIBRATION_SAMPLES  # the same path in a run directory and in a bundle
-from edgekd.calibration import check_calibration
+from edgekd.build.artifacts import Artifact
+from edgekd.bundle.files import CALIBRATION_SAMPLES  # the same path in a run directory and in a bundle
 from edgekd.errors import StageError
 from edgekd.fileio import atomic_path
-from edgekd.hardware import Profile, measurable_reason
-from edgekd.quantize import calibration_feeds, is_transformer_graph
-from edgekd.roofline import RooflineCost, roofline_estimate
+from edgekd.quantize.calibration import check_calibration
+from edgekd.quantize.ort_int8 import calibration_feeds, is_transformer_graph
 from edgekd.runtimes.openvino_runtime import build_int8_ir_nncf, build_ir
 from edgekd.samples import load_inputs
+from edgekd.targets.profiles import Profile, measurable_reason
+from edgekd.targets.roofline import RooflineCost, roofline_estimate
 
 FP32_ONNX = "student.onnx"
 QDQ_ONNX = "student.int8-static.onnx"  # static QDQ: the int8 source OpenVINO, TensorRT and mobile read

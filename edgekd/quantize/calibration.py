@@ -21,7 +21,7 @@ import numpy as np
 from edgekd.errors import CalibrationError
 from edgekd.fileio import atomic_path
 from edgekd.measure.quality import ACCURACY, mean_cosine, top1_agreement
-from edgekd.quantize import (
+from edgekd.quantize.ort_int8 import (
     CALIBRATION_METHODS,
     DEFAULT_PERCENTILE,
     Calibration,

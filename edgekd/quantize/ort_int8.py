@@ -5,7 +5,7 @@ puts Q/DQ around LayerNormalization, Softmax, residual Adds, Muls and Gathers: o
 collapses the output (a 3-layer all-MiniLM-L6-v2: mean cosine to fp32 0.81 with every op, 0.976 without them),
 so `static_ops = "safe"` (the default) leaves those in float; "all" is ONNX Runtime's default, "matmul" only
 MatMul / Gemm / Conv inputs. The calibration method (MinMax, Percentile, Entropy) sets the activation ranges;
-edgekd.calibration picks it by validation fidelity when the recipe says "auto".
+edgekd.quantize.calibration picks it by validation fidelity when the recipe says "auto".
 
 ONNX Runtime's quantizer logs through the root logger (`Axis 1 is out-of-range ...`) and its calibrators print
 progress: both go to a log file (`log_path`), never to the terminal.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.fileio import atomic_path
+from edgekd.fileio import atomic_path, scratch_cwd
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 STATIC_OPS = ("safe", "all", "matmul")
@@ -82,8 +82,8 @@ def preprocess(source: Path, target: Path, log_path: Path | None = None) -> Path
     """Shape inference and graph optimisation, as ONNX Runtime recommends before quantizing."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with quantizer_output_to(log_path):
-        quant_pre_process(str(source), str(target), skip_symbolic_shape=False)
+    with quantizer_output_to(log_path), scratch_cwd():
+        quant_pre_process(str(Path(source).resolve()), str(Path(target).resolve()), skip_symbolic_shape=False)
     return target
 
 

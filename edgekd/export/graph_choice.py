@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.fileio import atomic_path
+from edgekd.fileio import atomic_path, scratch_cwd
 from edgekd.samples import Inputs, named
 
 DISABLED_OPTIMIZERS_KEY = "edgekd.ort.disabled_optimizers"  # comma-separated ORT graph optimizer names
@@ -105,8 +105,9 @@ def transformer_candidates(source: Path, work_dir: Path, num_heads: int, hidden_
             options = FusionOptions("bert")
             options.enable_skip_layer_norm = skip_fusion
             options.enable_bias_skip_layer_norm = skip_fusion
-            optimized = optimize_model(str(source), model_type="bert", num_heads=num_heads, hidden_size=hidden_size,
-                                       optimization_options=options, opt_level=0)  # fmt: skip
+            with scratch_cwd():  # its shape inference may drop debug files into the working directory
+                optimized = optimize_model(str(Path(source).resolve()), model_type="bert", num_heads=num_heads,
+                                           hidden_size=hidden_size, optimization_options=options, opt_level=0)
             suffix = "" if skip_fusion else "-no-skip-layernorm"
             path = work_dir / f"{source.stem}.ort-optimizer{suffix}.onnx"
             with atomic_path(path) as tmp:

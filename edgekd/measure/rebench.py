@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.artifacts import Artifact, load_runner
-from edgekd.bundle import MANIFEST, BundleError, extract_bundle, load_eval_samples, verify_bundle
+from edgekd.build.artifacts import Artifact, load_runner
+from edgekd.bundle.files import MANIFEST, BundleError, extract_bundle, load_eval_samples, verify_bundle
 from edgekd.gate import BUDGET_SPECS, INCONCLUSIVE, Check, interval_verdict
 from edgekd.measure import stats
 from edgekd.measure.timing import bind_runner, time_round
