@@ -169,7 +169,8 @@ def _json_safe(value: Any) -> Any:
 @seed(16)
 @given(data=st.data())
 def test_fuzzed_manifests(fuzz_bundle, data):
-    from edgekd.bundle.files import MANIFEST, load_eval_samples, verify_bundle
+    from edgekd.bundle.files import load_eval_samples, verify_bundle
+    from edgekd.pipeline.layout import MANIFEST
     from edgekd.pipeline.on_device import _bundle_artifacts, _settings
     from edgekd.targets.profiles import load_profile
 

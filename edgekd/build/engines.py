@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.build.artifacts import Artifact
-from edgekd.bundle.files import CALIBRATION_SAMPLES  # the same path in a run directory and in a bundle
 from edgekd.errors import StageError
 from edgekd.fileio import atomic_path
+from edgekd.pipeline.layout import CALIBRATION_SAMPLES, FP16_ONNX, FP32_ONNX, MOBILE_CONFIG, QDQ_ONNX
 from edgekd.quantize.calibration import check_calibration
 from edgekd.quantize.ort_int8 import calibration_feeds, is_transformer_graph
 from edgekd.runtimes.openvino_runtime import build_int8_ir_nncf, build_ir
@@ -29,10 +29,6 @@ from edgekd.samples import load_inputs
 from edgekd.targets.profiles import Profile, measurable_reason
 from edgekd.targets.roofline import RooflineCost, roofline_estimate
 
-FP32_ONNX = "student.onnx"
-QDQ_ONNX = "student.int8-static.onnx"  # static QDQ: the int8 source OpenVINO, TensorRT and mobile read
-FP16_ONNX = "student.fp16.onnx"  # fp16 weights and arithmetic, fp32 inputs and outputs
-MOBILE_CONFIG = "mobile/required_operators.config"
 X86_MACHINES = ("x86_64", "AMD64", "i686")
 
 

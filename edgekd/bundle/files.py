@@ -37,15 +37,13 @@ from edgekd.errors import RecipeError
 from edgekd.fileio import atomic_path, raise_write_error, read_json, sha256_file, write_json_atomic
 from edgekd.measure.quality import ACCURACY, report_metric
 from edgekd.measure.rows import TeacherReference
+from edgekd.pipeline.layout import CALIBRATION_SAMPLES, EVAL_SAMPLES, MANIFEST
 from edgekd.pipeline.rundirs import remove_scratch_dir
 from edgekd.recipe import recipe_from_dict
 from edgekd.samples import Inputs, count, read_inputs, save_inputs
 from edgekd.tasks.base import save_calibration_samples
 
-MANIFEST = "manifest.json"
 MANIFEST_SCHEMA_VERSION = "1.0"
-EVAL_SAMPLES = "data/eval.npz"
-CALIBRATION_SAMPLES = "data/calibration.npz"
 TEACHER_LOGITS = "teacher_logits"
 STUDENT_OUTPUTS = "student_outputs"  # the fp32 PyTorch student's: the parity reference on the device
 

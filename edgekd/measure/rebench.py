@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 
 from edgekd.build.artifacts import Artifact, load_runner
-from edgekd.bundle.files import MANIFEST, BundleError, extract_bundle, load_eval_samples, verify_bundle
+from edgekd.bundle.files import BundleError, extract_bundle, load_eval_samples, verify_bundle
 from edgekd.gate import BUDGET_SPECS, INCONCLUSIVE, Check, interval_verdict
 from edgekd.measure import stats
 from edgekd.measure.timing import bind_runner, time_round
+from edgekd.pipeline.layout import MANIFEST
 from edgekd.runtimes.base import TimedCall
 
 REBENCH_BUDGETS = {"max_p50_increase_pct": 50, "max_p95_increase_pct": 95}  # budget -> percentile compared

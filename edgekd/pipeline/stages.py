@@ -67,11 +67,12 @@ def timed_stage(run_dir: Path, name: str, key: str, outputs: list[str],
                 work: Callable[[], dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
     """`run_stage` announced on the progress line, its summary with whether it was reused and its seconds."""
     from edgekd.distill.distributed import is_main
-    from edgekd.pipeline.progress import step
+    from edgekd.pipeline.progress import timed_step
 
-    step(name)
-    if is_main():  # no write is in flight here: temp files in the run directory are a killed run's leftovers
-        remove_stale_temps(run_dir)
-    t0 = time.perf_counter()
-    summary, reused = run_stage(run_dir, name, key, outputs, work)
+    with timed_step(name) as progress:
+        if is_main():  # no write is in flight here: temp files in the run directory are a killed run's leftovers
+            remove_stale_temps(run_dir)
+        t0 = time.perf_counter()
+        summary, reused = run_stage(run_dir, name, key, outputs, work)
+        progress["note"] = "reused (finished earlier with the same inputs)" if reused else ""
     return {**summary, "reused": reused, "seconds": round(time.perf_counter() - t0, 3)}
