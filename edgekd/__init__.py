@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from edgekd.version import __version__
 
 
 def distill_and_export(recipe=None, *, overrides=(), output_dir="export", run_name=None, fresh=False):

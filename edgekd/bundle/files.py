@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from edgekd import __version__
 from edgekd import measure as m
 from edgekd.bundle.checks import BundleError, check_files, check_manifest_shape
 from edgekd.errors import RecipeError
@@ -42,6 +41,7 @@ from edgekd.pipeline.rundirs import remove_scratch_dir
 from edgekd.recipe import recipe_from_dict
 from edgekd.samples import Inputs, count, read_inputs, save_inputs
 from edgekd.tasks.base import save_calibration_samples
+from edgekd.version import __version__
 
 MANIFEST_SCHEMA_VERSION = "1.0"
 TEACHER_LOGITS = "teacher_logits"

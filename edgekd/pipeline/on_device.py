@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edgekd import __version__
 from edgekd import measure as m
 from edgekd.build import engines as engines_build
 from edgekd.build.artifacts import Artifact
@@ -32,6 +31,7 @@ from edgekd.runtimes.tensorrt_runtime import TRTEXEC_ONLY
 from edgekd.samples import take
 from edgekd.targets.profiles import Profile, device_mismatch_reason, runtime_reason
 from edgekd.targets.this_host import host_facts
+from edgekd.version import __version__
 
 
 def first_line(exc: BaseException) -> str:

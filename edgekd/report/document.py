@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 from rich.table import Table
 
-from edgekd import __version__
 from edgekd.errors import ReportError
 from edgekd.fileio import read_json, sha256_json, write_json_atomic, write_text_atomic
 from edgekd.measure.quality import ACCURACY, STAGES, metric_drop, metric_value, report_metric
@@ -20,6 +19,7 @@ from edgekd.report.recommend import recommendation_lines
 from edgekd.report.training import training_lines
 from edgekd.runtimes import runtime_versions
 from edgekd.targets.this_host import git_sha, host_facts
+from edgekd.version import __version__
 
 if TYPE_CHECKING:  # the task module pulls in scikit-learn; the report only names its type
     from edgekd.tasks import TaskData
