@@ -78,3 +78,13 @@ def test_a_padded_text_gives_what_the_same_text_unpadded_gives(exported):
     one = {k: v[:1] for k, v in inputs.items()}  # 4 real tokens, padded to 12
     trimmed = {k: v[:, :4] for k, v in one.items()}
     np.testing.assert_allclose(runner(trimmed), runner(one), atol=1e-5)
+
+
+def test_loading_a_model_prints_nothing(tmp_path, capfd):
+    """transformers' "Loading weights" progress bar and load reports stay off the terminal (edgekd's progress
+    lines are the only ones a run prints)."""
+    bert = make_tiny_bert(tmp_path / "bert", layers=2, output="embedding")
+    capfd.readouterr()
+    load_hf_encoder(bert, "embedding", 0, 0)
+    out, err = capfd.readouterr()
+    assert out == "" and err == "", (out, err)

@@ -27,6 +27,9 @@ def require_transformers() -> Any:
         import transformers
     except ImportError:
         raise MissingDependencyError("transformers", "hf", "a Hugging Face model") from None
+    # its "Loading weights" progress bar and load reports would interleave with edgekd's own progress lines
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
     return transformers
 
 
