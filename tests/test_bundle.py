@@ -11,7 +11,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from edgekd.bundle.files import BundleError, extract_bundle, verify_bundle
+from edgekd.bundle.files import extract_bundle, verify_bundle
+from edgekd.errors import BundleError
 from edgekd.report.document import load_report, report_schema
 from tests.conftest import reduced_run, run_cli
 

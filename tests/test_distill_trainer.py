@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.distill import LossSpec, TrainConfig, TrainingInterrupted, fit
+from edgekd.distill import LossSpec, TrainConfig, fit
 from edgekd.distill.checkpoint import load_training_state
 from edgekd.distill.run import predict_logits
 from edgekd.distill.teacher_cache import CachedTeacher, LiveTeacher
 from edgekd.distill.trainer import lr_factor
-from edgekd.errors import StageError
+from edgekd.errors import StageError, TrainingInterrupted
 from edgekd.models import build_model
 from edgekd.recipe import TaskSection
 from edgekd.tasks.digits import load_digits_task
