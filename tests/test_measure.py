@@ -25,7 +25,8 @@ from edgekd.measure import (
 from edgekd.measure.graph import count_macs, files_on_disk
 from edgekd.measure.rows import precision_mismatch
 from edgekd.measure.timing import time_rounds
-from edgekd.recipe import MEASURE_PRESETS, load_recipe
+from edgekd.recipe import load_recipe
+from edgekd.recipe_checks import MEASURE_PRESETS
 from edgekd.runtimes.base import TimedCall
 
 
