@@ -1,6 +1,7 @@
-"""The checks a recipe passes when it is built: ranges, choices, and names the registries know (losses,
-budgets, quantization variants), each failing with its key path and a did-you-mean. The limits that guard
-later stages (finite floats, seeds, batch sizes, opset, factory paths) are edgekd.recipe_limits.
+"""The checks a recipe passes when it is built: ranges, choices, names the registries know (losses, budgets,
+quantization variants) and sections that must agree (an embedding teacher and its losses), each failing with
+its key path and a did-you-mean. The limits that guard later stages (finite floats, seeds, batch sizes, opset,
+factory paths) are edgekd.recipe_limits.
 
 It takes the recipe untyped (as recipe_limits does) so that edgekd.recipe, which calls it from
 `Recipe.__post_init__`, is the only one of the two that imports the other.
@@ -22,6 +23,7 @@ STATIC_ACTIVATIONS = ("auto", "uint8", "int8-symmetric")
 CALIBRATION_CHOICES = ("auto", "minmax", "percentile", "entropy")  # edgekd.quantize.ort_int8.CALIBRATION_METHODS + auto
 STATIC_OPS = ("safe", "all", "matmul")  # edgekd.quantize.ort_int8.STATIC_OPS
 OPENVINO_INT8 = ("nncf", "qdq")
+CLASS_LOSSES = ("hinton-kd", "cross-entropy")  # they read outputs as class logits: meaningless on embeddings
 
 
 def check_recipe_values(recipe: Any) -> None:
@@ -110,6 +112,21 @@ def check_recipe_values(recipe: Any) -> None:
                 f"recipe key 'quantize.variants': unknown variant '{variant}'{did_you_mean(variant, QUANTIZE_VARIANTS)}"
                 f"; choose from {', '.join(QUANTIZE_VARIANTS)}"
             )
+    if recipe.teacher.hf_output == "embedding":
+        _check_embedding_teacher(recipe.teacher, recipe.distill.losses)
+
+
+def _check_embedding_teacher(teacher: Any, losses: Any) -> None:
+    """An embedding teacher comes trained (there are no classes to train it on) and is distilled with
+    embedding losses."""
+    if not teacher.hf_dir and not (teacher.factory and teacher.checkpoint):
+        raise RecipeError("recipe key 'teacher.hf_output': an embedding teacher must come trained: a Hugging Face "
+                          "directory (teacher.hf_dir), or your model (teacher.factory) with its teacher.checkpoint")
+    for i, loss in enumerate(losses):
+        if loss.name in CLASS_LOSSES:
+            raise RecipeError(f"recipe key 'distill.losses[{i}].name': '{loss.name}' treats outputs as class logits, "
+                              "but teacher.hf_output = \"embedding\" emits embeddings; use "
+                              "\"embedding-cosine\" or \"embedding-mse\" (plus hidden-state-mse / attention-kl)")
 
 
 def _choice(value: str, choices: tuple[str, ...], key: str) -> tuple[bool, str, str]:

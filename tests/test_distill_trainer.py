@@ -135,6 +135,6 @@ def test_teacher_training_is_seeded_end_to_end(tmp_path):
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         torch.manual_seed(123 if name == "a" else 456)  # whatever ran before must not matter
-        _, summary = teacher_stage(recipe, task, tmp_path / name, tmp_path / f"cache-{name}")
+        _, summary = teacher_stage(recipe.teacher, recipe.task, task, tmp_path / name, tmp_path / f"cache-{name}")
         digests.append(summary["sha256"])
     assert digests[0] == digests[1]
