@@ -161,6 +161,7 @@ def test_stage_drops_follow_the_chain_and_add_up_to_the_total():
     assert "teacher" not in drops
 
 
+@pytest.mark.openvino
 def test_stage_drops_of_a_real_run_add_up(quick_run):
     from edgekd.report.document import load_report
 

@@ -19,6 +19,7 @@ def _rows(quick_run):
     return {row["artifact"]: row for row in load_report(quick_run)["rows"]}
 
 
+@pytest.mark.openvino
 def test_each_artifact_was_measured_in_its_own_process(quick_run):
     report = load_report(quick_run)
     assert report["measurement"]["isolation"] == "subprocess"
