@@ -38,9 +38,9 @@ def one_seed(recipe, seed: int, work_dir: Path) -> dict:
     task = load_task(recipe.task)
     run_dir = work_dir / f"seed{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    teacher, _ = teacher_stage(recipe, task, run_dir, work_dir / "cache")
+    teacher, _ = teacher_stage(recipe.teacher, recipe.task, task, run_dir, work_dir / "cache")
     started = time.perf_counter()
-    summary = distill_stage(recipe, task, teacher, run_dir)
+    summary = distill_stage(recipe.distill, recipe.student, recipe.teacher, recipe.task, task, teacher, run_dir)
     acc = {"teacher": labelled_accuracy(predict_logits(teacher, task.x_test), task.y_test),
            "kd": summary["kd"]["test_accuracy"], "scratch": summary["labels_only"]["test_accuracy"]}  # fmt: skip
     gap = acc["teacher"] - acc["scratch"]

@@ -137,9 +137,9 @@ def part_edgekd(args) -> dict:
     run_dir = WORK / ("edgekd" if not args.layers else "pinned-" + "-".join(map(str, args.layers)))
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    teacher, _ = teacher_stage(recipe, task, run_dir, WORK / "cache")
+    teacher, _ = teacher_stage(recipe.teacher, recipe.task, task, run_dir, WORK / "cache")
     loaded = time.perf_counter()
-    summary = distill_stage(recipe, task, teacher, run_dir)
+    summary = distill_stage(recipe.distill, recipe.student, recipe.teacher, recipe.task, task, teacher, run_dir)
     wall = time.perf_counter() - started
     kd = summary["kd"]
     return {"part": "pinned" if args.layers else "edgekd", "source": source, "split": task.split,

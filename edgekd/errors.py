@@ -63,6 +63,16 @@ class UnsafePathError(EdgekdError):
     or not made by edgekd)."""
 
 
+class BundleError(EdgekdError):
+    """A bundle is missing, altered, or unsafe to extract."""
+
+
+class TrainingInterrupted(EdgekdError):
+    """SIGINT/SIGTERM during training: the state was checkpointed; the message says how to resume."""
+
+    exit_code = 130
+
+
 # `edgekd gate` exit codes (the CLI's usage / bad-input code is EdgekdError.exit_code, 2)
 EXIT_GATE_PASS = 0
 EXIT_GATE_FAIL = 1

@@ -1,7 +1,9 @@
-"""Shared fixtures: a reduced digits run made once per session, and the CLI called as a user calls it."""
+"""Shared fixtures: a reduced digits run made once per session, and the CLI called as a user calls it; and
+tests marked `openvino` skip, saying what to install, where the openvino package is not installed."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -16,6 +18,19 @@ QUICK_OVERRIDES = [
     "measure.eval_batch_size=7",  # not 1, so the test proves the batch size is honoured
     "quantize.calibration_samples=64",
 ]
+
+
+OPENVINO_MISSING = 'openvino is not installed: pip install "edgekd[openvino]"'
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that needs OpenVINO says so with `@pytest.mark.openvino` (or `pytestmark`); without the package it
+    skips with the install line instead of failing on a row that could not be built."""
+    if importlib.util.find_spec("openvino") is not None:
+        return
+    for item in items:
+        if item.get_closest_marker("openvino") is not None:
+            item.add_marker(pytest.mark.skip(reason=OPENVINO_MISSING))
 
 
 @pytest.fixture(scope="session", autouse=True)

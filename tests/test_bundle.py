@@ -11,7 +11,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from edgekd.bundle.files import BundleError, extract_bundle, verify_bundle
+from edgekd.bundle.files import extract_bundle, verify_bundle
+from edgekd.errors import BundleError
 from edgekd.report.document import load_report, report_schema
 from tests.conftest import reduced_run, run_cli
 
@@ -44,6 +45,7 @@ def test_manifest_lists_every_file_with_checksums_and_the_teacher_reference(targ
     assert manifest["recipe_hash"] == report["run"]["recipe_hash"]
 
 
+@pytest.mark.openvino
 def test_bundle_profiles_elsewhere_with_the_run_deleted_and_matches_the_host_report(targets_run, tmp_path, capsys):
     run_copy = tmp_path / "run"
     shutil.copytree(targets_run, run_copy)

@@ -5,6 +5,8 @@ import copy
 import json
 from pathlib import Path
 
+import pytest
+
 from edgekd.fileio import write_json_atomic
 from edgekd.report.compare import REGRESSION, SAME, WORSE, compare_reports, summary
 from edgekd.report.document import load_report
@@ -13,6 +15,7 @@ from tests.conftest import run_cli
 FIXTURE_1_0 = Path(__file__).parent / "fixtures" / "report-1.0.json"
 
 
+@pytest.mark.openvino
 def test_compare_with_itself_shows_no_change(quick_run, capsys):
     report = load_report(quick_run)
     comparisons = compare_reports(report, report)
@@ -52,6 +55,7 @@ def test_regressions_are_named_and_tolerances_respected(quick_run, tmp_path, cap
     assert code == 0 and out.count('class="bad"') == 2
 
 
+@pytest.mark.openvino
 def test_compare_against_a_1_0_report(quick_run, capsys):
     code, out, _ = run_cli(["report", str(quick_run), "--compare", str(FIXTURE_1_0), "--format", "json"], capsys)
     assert code == 0

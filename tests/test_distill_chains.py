@@ -30,7 +30,7 @@ def test_assistant_chain_in_the_pipeline(tmp_path):
 
     args = ["distill-and-export", "--output-dir", str(tmp_path), "--run-name", "chain"]
     # teacher.epochs=4 as in quick_run: the session cache then serves the same teacher instead of training one
-    for override in ['distill.assistants=[{factory="tests.test_models_factories:mlp", factory_kwargs={hidden=48}, '
+    for override in ['distill.assistants=[{factory="tests.model_factories:mlp", factory_kwargs={hidden=48}, '
                      'architecture="mlp-48"}]', "teacher.epochs=4", "distill.epochs=2",
                      "distill.train_scratch_baseline=false", "measure.warmup_runs=1", "measure.min_runs=3",
                      "measure.min_seconds=0.01", "build.openvino=false",

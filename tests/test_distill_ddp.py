@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parent.parent
+WORKER = REPO / "tests" / "ddp_worker.py"  # a script, not a test module: pytest does not collect it
 
 
 def _run(args: list[str], tmp_path: Path) -> None:
@@ -28,8 +29,8 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(tmp_path):
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     single.mkdir()
     ddp.mkdir()
-    _run([str(REPO / "tests" / "test_distill_ddp_worker.py"), str(single)], tmp_path)
-    _run([*_torchrun(2), str(REPO / "tests" / "test_distill_ddp_worker.py"), str(ddp)], tmp_path)
+    _run([str(WORKER), str(single)], tmp_path)
+    _run([*_torchrun(2), str(WORKER), str(ddp)], tmp_path)
     one, two = (json.loads((d / "result.json").read_text()) for d in (single, ddp))
     assert two["world"] == 2 and one["world"] == 1
     assert two["test"] == pytest.approx(one["test"], abs=0.01)  # within noise: float sums in another order

@@ -21,8 +21,8 @@ from edgekd.tasks import load_task
 def test_the_default_run_gains_from_distillation(tmp_path):
     recipe = load_recipe(None)
     task = load_task(recipe.task)
-    teacher, _ = teacher_stage(recipe, task, tmp_path, tmp_path / "cache")
-    summary = distill_stage(recipe, task, teacher, tmp_path)
+    teacher, _ = teacher_stage(recipe.teacher, recipe.task, task, tmp_path, tmp_path / "cache")
+    summary = distill_stage(recipe.distill, recipe.student, recipe.teacher, recipe.task, task, teacher, tmp_path)
     assert summary["labelled_train"] == recipe.distill.labelled_samples == 50
     kd, twin = summary["kd"]["test_accuracy"], summary["labels_only"]["test_accuracy"]
     assert kd - twin > 0.02, (kd, twin)  # the soft targets on the unlabelled samples carry what 50 labels cannot

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.distill import LossSpec, TrainConfig, TrainingInterrupted, fit
+from edgekd.distill import LossSpec, TrainConfig, fit
 from edgekd.distill.checkpoint import load_training_state
 from edgekd.distill.run import predict_logits
 from edgekd.distill.teacher_cache import CachedTeacher, LiveTeacher
 from edgekd.distill.trainer import lr_factor
-from edgekd.errors import StageError
+from edgekd.errors import StageError, TrainingInterrupted
 from edgekd.models import build_model
 from edgekd.recipe import TaskSection
 from edgekd.tasks.digits import load_digits_task
@@ -135,6 +135,6 @@ def test_teacher_training_is_seeded_end_to_end(tmp_path):
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         torch.manual_seed(123 if name == "a" else 456)  # whatever ran before must not matter
-        _, summary = teacher_stage(recipe, task, tmp_path / name, tmp_path / f"cache-{name}")
+        _, summary = teacher_stage(recipe.teacher, recipe.task, task, tmp_path / name, tmp_path / f"cache-{name}")
         digests.append(summary["sha256"])
     assert digests[0] == digests[1]

@@ -2,10 +2,13 @@
 
 import json
 
+import pytest
+
 from edgekd.runtimes.tensorrt_runtime import tensorrt_unavailable_reason
 from tests.conftest import run_cli
 
 
+@pytest.mark.openvino
 def test_doctor_reports_runtimes_and_profiles(capsys):
     code, out, _ = run_cli(["doctor", "--json"], capsys)
     assert code == 0

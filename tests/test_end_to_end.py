@@ -1,6 +1,7 @@
 """One reduced `edgekd distill-and-export` through the CLI, checked from the run directory alone."""
 
 import json
+import shutil
 import tomllib
 
 import numpy as np
@@ -27,6 +28,7 @@ def test_run_directory_holds_what_later_stages_need(quick_run):
     assert not list(quick_run.rglob("*.tmp*")), "no temporary files left behind"
 
 
+@pytest.mark.openvino
 def test_report_has_every_row_ok_and_validates(quick_run):
     report = load_report(quick_run / "report.json")
     rows = {row["artifact"]: row for row in report["rows"]}
@@ -39,8 +41,9 @@ def test_report_has_every_row_ok_and_validates(quick_run):
     for row in rows.values():
         lat = row["latency_ms"]
         assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
-        expected_drop = (teacher["accuracy"] - row["accuracy"]) * 100
-        assert row["accuracy_drop"] == pytest.approx(expected_drop, abs=1e-3)
+        # how the drop is computed: test_measure_rows, on hand-worked outputs; here, that every row has one
+        assert isinstance(row["accuracy_drop"], float), row["artifact"]
+    assert rows["teacher"]["accuracy_drop"] == pytest.approx(0, abs=1e-3)  # measured against itself
     assert report["stages"]["quantize"]["calibration_samples"] == 64
     assert report["stages"]["export"]["parity"]["passed"]
 
@@ -60,8 +63,10 @@ def test_onnx_rows_recompute_exactly_from_the_run_directory(quick_run):
         assert float((logits.argmax(1) == labels).mean()) == row["accuracy"], row["artifact"]
 
 
-def test_rerun_resumes_finished_stages(quick_run, capsys):
-    args = ["distill-and-export", "--output-dir", str(quick_run.parent), "--run-name", "quick", "--json"]
+def test_rerun_resumes_finished_stages(quick_run, tmp_path, capsys):
+    # a copy of its own: the rerun rewrites the report and re-measures, which the other tests of quick_run read
+    shutil.copytree(quick_run, tmp_path / "export" / "quick")
+    args = ["distill-and-export", "--output-dir", str(tmp_path / "export"), "--run-name", "quick", "--json"]
     for override in QUICK_OVERRIDES:
         args += ["--set", override]
     code, out, _ = run_cli(args, capsys)

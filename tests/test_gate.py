@@ -133,6 +133,7 @@ def test_gate_baseline_noise_and_missing_rows_are_inconclusive(quick_run, tmp_pa
     assert checks["student-onnx-int8-static"]["verdict"] == "pass"
 
 
+@pytest.mark.openvino
 def test_a_baseline_from_another_machine_says_so(quick_run, tmp_path, capsys):
     base = _variant(quick_run, tmp_path, "base", lambda rows: None)
     report = json.loads(base.read_text())
@@ -256,6 +257,7 @@ def test_gate_relative_budget_needs_a_baseline(quick_run, capsys):
     assert code == 2 and "--baseline" in err and "--rebench" in err
 
 
+@pytest.mark.openvino
 def test_the_recipes_budgets_are_the_default_and_flags_override_them(quick_run, tmp_path, capsys):
     report = json.loads((quick_run / "report.json").read_text())
     report["recipe"]["budgets"] = {"max_size_mb": 0.000001}  # as `[budgets]` in the recipe would put it

@@ -34,6 +34,7 @@ def embed_run(tmp_path_factory):
     return run_recipe(write_recipe(root), root / "export")
 
 
+@pytest.mark.openvino
 def test_every_row_is_judged_by_cosine_to_the_teacher(embed_run):
     report = load_report(embed_run)
     assert report["task"]["metric"] == "teacher_cosine"
@@ -107,6 +108,7 @@ def test_a_class_loss_on_an_embedding_teacher_is_a_clear_error(tmp_path, capsys)
     assert "distill.losses[0].name" in err and "embedding-cosine" in err
 
 
+@pytest.mark.openvino
 def test_compare_covers_the_cosine(embed_run, capsys):
     code, out, _ = run_cli(["report", str(embed_run), "--compare", str(embed_run), "--format", "md"], capsys)
     assert code == 0 and "no change" in out

@@ -300,6 +300,7 @@ def test_a_git_lfs_pointer_in_a_hugging_face_directory_is_named(tmp_path):
         load_hf_encoder(tmp_path, "embedding", 0, 0)
 
 
+@pytest.mark.openvino
 def test_the_gate_fails_closed_on_a_metric_the_report_lacks(quick_run, capsys):
     """A classification run has no neighbour accuracy (an embedding figure): never a pass."""
     code, out, _ = run_cli(["gate", str(quick_run), "--min-neighbour-accuracy", "1", "--json"], capsys)

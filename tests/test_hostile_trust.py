@@ -14,8 +14,8 @@ import numpy as np
 import onnx
 import pytest
 
-from edgekd.bundle.files import BundleError, extract_bundle, load_eval_samples, verify_bundle
-from edgekd.errors import CheckpointError, RecipeError
+from edgekd.bundle.files import extract_bundle, load_eval_samples, verify_bundle
+from edgekd.errors import BundleError, CheckpointError, RecipeError
 from edgekd.fileio import sha256_file, write_json_atomic
 from edgekd.models import load_saved_model
 from edgekd.models.user import import_factory

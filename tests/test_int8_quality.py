@@ -110,6 +110,18 @@ def test_the_fastest_row_is_skipped_when_flagged_and_budgets_decide_when_set():
     assert entry["artifact"] is None and "budgets" in entry["reason"]
 
 
+def test_only_measured_student_rows_on_the_target_are_candidates():
+    """A teacher faster than every student, a failed row and a faster row on another target are not what host
+    ships: host gets its fastest measured student row, 2.0 ms (answers worked out by hand)."""
+    rows = [_row("teacher", 0.2), _row("student-onnx-fp32", 4.0), _row("student-onnx-int8-dynamic", 2.0),
+            {**_row("student-onnx-int8-static", 0.5), "status": "failed"},
+            _row("student-onnx-int8-dynamic", 0.1, target="jetson")]  # fmt: skip
+    host, jetson = recommendations({"rows": rows, "task": {"metric": TEACHER_COSINE}})
+    assert (host["target"], host["artifact"], host["p50_ms"]) == ("host", "student-onnx-int8-dynamic", 2.0)
+    assert (host["speedup_vs_teacher"], host["speedup_vs_fp32_student"]) == (0.1, 2.0)
+    assert (jetson["target"], jetson["artifact"], jetson["p50_ms"]) == ("jetson", "student-onnx-int8-dynamic", 0.1)
+
+
 def test_auto_calibration_keeps_the_method_with_the_best_validation_fidelity(tmp_path):
     samples = np.random.default_rng(1).standard_normal((300, 16)).astype(np.float32)
     _export(OutlierMlp(outlier_share=0.0), tmp_path / "student.onnx", samples)
@@ -170,7 +182,6 @@ def test_new_quantize_keys_are_validated():
 
 @pytest.mark.openvino
 def test_nncf_builds_a_working_int8_ir_for_a_transformer(tmp_path):
-    pytest.importorskip("openvino", reason="openvino is not installed: pip install \"edgekd[openvino]\"")
     pytest.importorskip("nncf", reason="nncf is not installed: pip install \"edgekd[openvino]\"")
     from edgekd.models.hf import load_hf_encoder
     from edgekd.quantize.ort_int8 import calibration_feeds
@@ -252,7 +263,8 @@ def test_a_run_records_its_calibration_recommends_and_builds_openvino_int8_with_
     [entry] = [e for e in report["recommendations"] if e["target"] == "host"]
     recommended = rows[entry["artifact"]]
     assert "quality-collapse" not in [f["code"] for f in recommended["flags"]]
-    assert entry["p50_ms"] == min(r["latency_ms"]["p50"] for r in rows.values() if r["status"] == "ok"
-                                  and r["role"] == "student" and not any(f["code"] == "quality-collapse"
-                                                                         for f in r["flags"]))  # fmt: skip
+    # which row wins is checked on hand-worked rows (test_only_measured_student_rows_on_the_target_are_candidates,
+    # test_the_fastest_row_is_skipped_when_flagged_...); here: the entry is a measured student row, its own figure
+    assert recommended["status"] == "ok" and recommended["role"] == "student"
+    assert entry["p50_ms"] == recommended["latency_ms"]["p50"]
     assert (quick_run / "quantize.log").is_file()

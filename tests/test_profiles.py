@@ -89,6 +89,7 @@ def test_unknown_profile_name_suggests_the_closest():
         load_profile("jetson-orin-nano-8g")
 
 
+@pytest.mark.openvino
 def test_profiles_list_and_show_on_the_cli(capsys, tmp_path):
     code, out, _ = run_cli(["profiles", "list", "--json"], capsys)
     assert code == 0

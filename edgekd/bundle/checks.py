@@ -15,7 +15,7 @@ from typing import Any
 
 import jsonschema
 
-from edgekd.errors import EdgekdError
+from edgekd.errors import BundleError
 from edgekd.fileio import sha256_file
 
 _TEXT = {"type": "string", "minLength": 1}
@@ -60,10 +60,6 @@ MANIFEST_SCHEMA: dict[str, Any] = {
             "properties": {"sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "bytes": _COUNT}}},
     },
 }  # fmt: skip
-
-
-class BundleError(EdgekdError):
-    """A bundle is missing, altered, or unsafe to extract."""
 
 
 def check_manifest_shape(manifest: Any, manifest_path: Path) -> None:

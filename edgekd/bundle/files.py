@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from edgekd import measure as m
-from edgekd.bundle.checks import BundleError, check_files, check_manifest_shape
-from edgekd.errors import RecipeError
+from edgekd.bundle.checks import check_files, check_manifest_shape
+from edgekd.errors import BundleError, RecipeError
 from edgekd.fileio import atomic_path, raise_write_error, read_json, sha256_file, write_json_atomic
 from edgekd.measure.quality import ACCURACY, report_metric
 from edgekd.measure.rows import TeacherReference

@@ -4,6 +4,9 @@ Teacher: a local Hugging Face directory, a user factory with a checkpoint, or a 
 without a checkpoint a zoo or factory teacher is trained once and cached. Student: the zoo, a factory, a
 Hugging Face config, or (with a Hugging Face teacher) the teacher shrunk. Optional teacher-assistants sit
 between them, each distilled from the previous model and then teaching the next.
+
+Each stage takes the recipe sections it reads (and the task's data), not the whole recipe, so what a stage
+depends on is its signature; the recipe's checks (edgekd.recipe_checks) ran before either starts.
 """
 
 from __future__ import annotations
@@ -27,11 +30,10 @@ from edgekd.distill.trainer import TrainConfig
 from edgekd.errors import RecipeError
 from edgekd.fileio import sha256_file, sha256_json
 from edgekd.models import ModelSpec, count_parameters, load_weights, save_checkpoint, save_model
-from edgekd.recipe import DistillSection, LossSection, Recipe, StudentSection, TeacherSection
+from edgekd.recipe import DistillSection, LossSection, StudentSection, TaskSection, TeacherSection
 from edgekd.tasks import TaskData
 
 TEACHER_FILE = "teacher.safetensors"
-CLASS_LOSSES = ("hinton-kd", "cross-entropy")  # they read outputs as class logits: meaningless on embeddings
 
 
 def teacher_spec(section: TeacherSection, num_classes: int, pad_token_id: int = 0) -> ModelSpec:
@@ -43,28 +45,28 @@ def teacher_spec(section: TeacherSection, num_classes: int, pad_token_id: int = 
     return ModelSpec("zoo", section.architecture, num_classes)
 
 
-def _tokenizer(recipe: Recipe):
+def _tokenizer(task_section: TaskSection, teacher_section: TeacherSection):
     from edgekd.tasks.text import load_tokenizer
 
-    return load_tokenizer(recipe.task.tokenizer or recipe.teacher.hf_dir)
+    return load_tokenizer(task_section.tokenizer or teacher_section.hf_dir)
 
 
-def teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path, cache_root: Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Load (or train and cache) the teacher and write it into the run directory as `teacher.safetensors`."""
+def teacher_stage(section: TeacherSection, task_section: TaskSection, task: TaskData, run_dir: Path,
+                  cache_root: Path) -> tuple[nn.Module, dict[str, Any]]:  # fmt: skip
+    """Load (or train and cache) the teacher and write it into the run directory as `teacher.safetensors`.
+    `task_section` seeds the init and names the tokenizer; with the data's fingerprint it keys the cache."""
     with main_first():  # under DDP: rank 0 trains/caches and writes the teacher, the others then load it
-        return _teacher_stage(recipe, task, run_dir, cache_root)
+        return _teacher_stage(section, task_section, task, run_dir, cache_root)
 
 
-def _teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path, cache_root: Path) -> tuple[nn.Module, dict]:
+def _teacher_stage(section: TeacherSection, task_section: TaskSection, task: TaskData, run_dir: Path,
+                   cache_root: Path) -> tuple[nn.Module, dict]:  # fmt: skip
     t0 = time.perf_counter()
-    section = recipe.teacher
     summary: dict[str, Any] = {}
-    if section.hf_output == "embedding":
-        _check_embedding_teacher(recipe)
     if section.hf_dir:
         from edgekd.models.hf import load_hf_encoder
 
-        tokenizer = _tokenizer(recipe)
+        tokenizer = _tokenizer(task_section, section)
         spec = teacher_spec(section, task.num_classes, tokenizer.pad_token_id or 0)
         teacher = load_hf_encoder(section.hf_dir, section.hf_output, task.num_classes, spec.pad_token_id)
         probe_model(teacher, task, "teacher.hf_dir", section.hf_output == "embedding")
@@ -73,20 +75,20 @@ def _teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path, cache_root: Pa
             save_model(teacher, spec, run_dir, "teacher", tokenizer)
     else:
         spec = teacher_spec(section, task.num_classes)
-        torch.manual_seed(recipe.task.seed)  # the teacher's init is part of the seeded run
+        torch.manual_seed(task_section.seed)  # the teacher's init is part of the seeded run
         key = "teacher.factory" if section.factory else "teacher.architecture"
         teacher = spec.build(key=key)
         probe_model(teacher, task, key, section.hf_output == "embedding")
         if section.checkpoint:
             source, summary["origin"] = Path(section.checkpoint), "user checkpoint"
         else:
-            key = sha256_json({"task": recipe.task, "data": task.fingerprint(), "teacher": section})[:16]
+            key = sha256_json({"task": task_section, "data": task.fingerprint(), "teacher": section})[:16]
             source = cache_root / "teachers" / f"{section.architecture}-{key}.safetensors"
             summary["origin"] = "cache"
             if not source.is_file():
                 summary["origin"] = "trained"  # with run_dir: an interrupted teacher training resumes too
                 result = fit(teacher, task.x_train, task.y_train, task.x_val, task.y_val,
-                             TrainConfig(section.epochs, section.lr, section.batch_size, recipe.task.seed),
+                             TrainConfig(section.epochs, section.lr, section.batch_size, task_section.seed),
                              [LossSection("cross-entropy")], label="teacher", distributed=False,
                              run_dir=run_dir)  # fmt: skip
                 summary["best_epoch"], summary["best_val_accuracy"] = result.best_epoch, result.best_val_metric
@@ -122,41 +124,27 @@ def probe_model(model: nn.Module, task: TaskData, key: str, embedding: bool) -> 
                           f"{task.num_classes} classes; build it with {task.num_classes} outputs (e.g. factory_kwargs)")
 
 
-def _check_embedding_teacher(recipe: Recipe) -> None:
-    """An embedding teacher comes trained (there are no classes to train it on) and is distilled with
-    embedding losses."""
-    section = recipe.teacher
-    if not section.hf_dir and not (section.factory and section.checkpoint):
-        raise RecipeError("recipe key 'teacher.hf_output': an embedding teacher must come trained: a Hugging Face "
-                          "directory (teacher.hf_dir), or your model (teacher.factory) with its teacher.checkpoint")
-    for i, loss in enumerate(recipe.distill.losses):
-        if loss.name in CLASS_LOSSES:
-            raise RecipeError(f"recipe key 'distill.losses[{i}].name': '{loss.name}' treats outputs as class logits, "
-                              "but teacher.hf_output = \"embedding\" emits embeddings; use "
-                              "\"embedding-cosine\" or \"embedding-mse\" (plus hidden-state-mse / attention-kl)")
-
-
-def build_student(recipe: Recipe, task: TaskData, teacher: nn.Module) -> tuple[nn.Module, ModelSpec, dict[str, Any]]:
+def build_student(section: StudentSection, teacher_section: TeacherSection, seed: int, task: TaskData,
+                  teacher: nn.Module) -> tuple[nn.Module, ModelSpec, dict[str, Any]]:  # fmt: skip
     """The student, freshly initialised (or shrunk from a Hugging Face teacher), and how it was made."""
-    section: StudentSection = recipe.student
-    torch.manual_seed(recipe.task.seed)
+    torch.manual_seed(seed)
     if section.factory:
         spec = ModelSpec("factory", section.architecture, task.num_classes, section.factory,
                          dict(section.factory_kwargs))  # fmt: skip
         return spec.build(key="student.factory"), spec, {"origin": "factory"}
-    if recipe.teacher.hf_dir:
+    if teacher_section.hf_dir:
         from edgekd.models.hf import encoder_from_config, load_hf_config
 
-        base = teacher_spec(recipe.teacher, task.num_classes, teacher.pad_token_id)
+        base = teacher_spec(teacher_section, task.num_classes, teacher.pad_token_id)
         spec = ModelSpec(**{**base.__dict__, "name": section.architecture})
         if section.hf_config:
-            config = load_hf_config(section.hf_config, task.num_classes, recipe.teacher.hf_output)
-            student = encoder_from_config(config, recipe.teacher.hf_output, teacher.pad_token_id)
+            config = load_hf_config(section.hf_config, task.num_classes, teacher_section.hf_output)
+            student = encoder_from_config(config, teacher_section.hf_output, teacher.pad_token_id)
             return student, spec, {"origin": f"config {section.hf_config}, random init"}
         from edgekd.models.layer_choice import choose_layers
 
         keep = section.shrink_layers or len(section.teacher_layers)
-        embedding = recipe.teacher.hf_output == "embedding"
+        embedding = teacher_section.hf_output == "embedding"
         student, choice = choose_layers(teacher, task.x_val, keep, section.shrink_hidden_size, embedding,
                                         tuple(section.teacher_layers))  # fmt: skip
         return student, spec, {"origin": "teacher shrunk", "teacher_layers": choice.layers,
@@ -172,52 +160,58 @@ def train_config(d: DistillSection, seed: int) -> TrainConfig:
                        checkpoint_every=d.checkpoint_every)  # fmt: skip
 
 
-def distill_stage(recipe: Recipe, task: TaskData, teacher: nn.Module, run_dir: Path) -> dict[str, Any]:
+def distill_stage(section: DistillSection, student_section: StudentSection, teacher_section: TeacherSection,
+                  task_section: TaskSection, task: TaskData, teacher: nn.Module, run_dir: Path) -> dict[str, Any]:
     """Distil the student (through any assistants), write `student.safetensors`, and summarise the run:
-    the losses and their final values, test accuracy, fidelity to the teacher, the labels-only baseline."""
-    d, _ = resolve_distill(recipe.distill, pretrained=False)  # assistants are trained from scratch
-    config = train_config(d, recipe.task.seed)
+    the losses and their final values, test accuracy, fidelity to the teacher, the labels-only baseline.
+    The teacher's section says what it emits (and its directory, for a shrunk student and the tokenizer)."""
+    seed = task_section.seed
+    d, _ = resolve_distill(section, pretrained=False)  # assistants are trained from scratch
+    config = train_config(d, seed)
     summary: dict[str, Any] = {
         "loss": "+".join(loss.name for loss in d.losses), "temperature": d.temperature, "alpha": d.alpha,
-        "seed": recipe.task.seed,
+        "seed": seed,
         "teacher_outputs": "cached (memory-mapped)" if d.cache_teacher_outputs else "computed per batch",
         "log": "train.jsonl",
     }  # fmt: skip
     teacher_outputs = predict_logits(teacher, task.x_test)
-    embedding = recipe.teacher.hf_output == "embedding"
+    embedding = teacher_section.hf_output == "embedding"
     common = dict(temperature=d.temperature, alpha=d.alpha, run_dir=run_dir,
                   validate_by="teacher-cosine" if embedding else "auto")  # fmt: skip
     assistants = []
-    for i, section in enumerate(d.assistants, 1):
-        spec = teacher_spec(TeacherSection(architecture=section.architecture, factory=section.factory,
-                                           factory_kwargs=dict(section.factory_kwargs)), task.num_classes)  # fmt: skip
-        torch.manual_seed(recipe.task.seed)
+    for i, assistant_section in enumerate(d.assistants, 1):
+        spec = teacher_spec(TeacherSection(architecture=assistant_section.architecture,
+                                           factory=assistant_section.factory,
+                                           factory_kwargs=dict(assistant_section.factory_kwargs)),
+                            task.num_classes)  # fmt: skip
+        torch.manual_seed(seed)
         assistant = spec.build(key=f"distill.assistants[{i - 1}]")
         label = f"assistant {i}"
         result = fit(assistant, task.x_train, task.y_train, task.x_val, task.y_val, config,
                      [LossSection("hinton-kd")], label=label, teacher=teacher,
                      cache_teacher_dir=_cache(run_dir, d, label), **common)  # fmt: skip
         accuracy = labelled_accuracy(predict_logits(assistant, task.x_test), task.y_test)
-        assistants.append({"architecture": section.architecture or section.factory, "test_accuracy": accuracy,
-                           "params": count_parameters(assistant), "best_epoch": result.best_epoch})  # fmt: skip
+        assistants.append({"architecture": assistant_section.architecture or assistant_section.factory,
+                           "test_accuracy": accuracy, "params": count_parameters(assistant),
+                           "best_epoch": result.best_epoch})  # fmt: skip
         teacher = assistant.eval()
     if assistants:
         summary["assistants"] = assistants
-    student, spec, origin = build_student(recipe, task, teacher)
-    probe_model(student, task, "student.factory" if recipe.student.factory else "student.architecture", embedding)
-    d, summary["defaults"] = resolve_distill(recipe.distill, pretrained=origin["origin"] == "teacher shrunk")
-    config = train_config(d, recipe.task.seed)
+    student, spec, origin = build_student(student_section, teacher_section, seed, task, teacher)
+    probe_model(student, task, "student.factory" if student_section.factory else "student.architecture", embedding)
+    d, summary["defaults"] = resolve_distill(section, pretrained=origin["origin"] == "teacher shrunk")
+    config = train_config(d, seed)
     summary.update(epochs=d.epochs, lr=d.lr, batch_size=d.batch_size, warmup_fraction=d.warmup_fraction,
                    weight_decay=d.weight_decay, patience=d.patience)  # fmt: skip
-    y_train = keep_labels(task.y_train, d.labelled_samples, recipe.task.seed)  # the student's own labels
+    y_train = keep_labels(task.y_train, d.labelled_samples, seed)  # the student's own labels
     summary["labelled_train"] = int((y_train != UNLABELLED).sum())
     untrained = copy.deepcopy(student)  # the labels-only twin starts here too, so only the loss differs
     label = "student (KD)"
     result = fit(student, task.x_train, y_train, task.x_val, task.y_val, config, d.losses, label=label,
                  teacher=teacher, cache_teacher_dir=_cache(run_dir, d, label), **common)  # fmt: skip
     if is_main():
-        save_model(student, spec, run_dir, "student", _tokenizer(recipe) if spec.kind == "hf" else None,
-                   loadable=True, max_length=recipe.task.max_length)  # fmt: skip
+        tokenizer = _tokenizer(task_section, teacher_section) if spec.kind == "hf" else None
+        save_model(student, spec, run_dir, "student", tokenizer, loadable=True, max_length=task_section.max_length)
     outputs = predict_logits(student, task.x_test)
     summary["student"] = {**origin, "params": count_parameters(student)}
     summary["losses"] = [{"name": loss.name, "weight": loss.weight, "final": result.final_losses.get(loss.name)}

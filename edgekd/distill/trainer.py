@@ -26,7 +26,7 @@ from torch import nn
 from edgekd.distill.checkpoint import load_training_state, save_training_state
 from edgekd.distill.losses import CompositeLoss
 from edgekd.distill.outputs import model_outputs
-from edgekd.errors import EdgekdError, StageError
+from edgekd.errors import StageError, TrainingInterrupted
 from edgekd.fileio import sha256_json
 from edgekd.pipeline.progress import progress_bar, step
 
@@ -62,12 +62,6 @@ class TrainResult:
     def samples_per_second(self) -> float:
         seen = sum(record.get("samples", 0) for record in self.history)
         return seen / self.train_seconds if self.train_seconds > 0 else math.nan
-
-
-class TrainingInterrupted(EdgekdError):
-    """SIGINT/SIGTERM during training: the state was checkpointed; the message says how to resume."""
-
-    exit_code = 130
 
 
 Teacher = Any  # LiveTeacher | CachedTeacher: `get(indices) -> outputs`

@@ -18,8 +18,8 @@ from typing import Any
 from edgekd import measure as m
 from edgekd.build import engines as engines_build
 from edgekd.build.artifacts import Artifact
-from edgekd.bundle.files import BundleError, extract_bundle, load_eval_samples, manifest_input_names, verify_bundle
-from edgekd.errors import EdgekdError, ReportError
+from edgekd.bundle.files import extract_bundle, load_eval_samples, manifest_input_names, verify_bundle
+from edgekd.errors import BundleError, EdgekdError, ReportError
 from edgekd.fileio import write_json_atomic
 from edgekd.measure.quality import report_metric
 from edgekd.measure.rows import MeasureSettings, measure_rows, require_a_measured_row

@@ -104,7 +104,8 @@ def distill_and_export(
          "student": recipe.student, "distill": recipe.distill}  # fmt: skip
     )
     stages["distill"] = timed_stage(run_dir, "distill", distill_key, [STUDENT_CHECKPOINT],
-                               lambda: distill_stage(recipe, task, teacher, run_dir))  # fmt: skip
+                               lambda: distill_stage(recipe.distill, recipe.student, recipe.teacher, recipe.task,
+                                                     task, teacher, run_dir))  # fmt: skip
     if not distributed.is_main():
         return RunResult(run_dir, {})
     factories = recipe_factories(recipe)
@@ -168,7 +169,7 @@ def recipe_factories(recipe: Recipe) -> dict[str, tuple[str, dict[str, Any]]]:
 def _teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Use the user's checkpoint or Hugging Face directory, or a cached teacher, or train and cache one."""
     with timed_step("teacher"):
-        return teacher_stage(recipe, task, run_dir, cache_dir())
+        return teacher_stage(recipe.teacher, recipe.task, task, run_dir, cache_dir())
 
 
 def _artifacts(recipe: Recipe, teacher_params: int, student_params: int,

@@ -1,4 +1,4 @@
-"""A user model factory importable as `tests.test_models_factories:mlp`, for recipes in the tests (no tests here)."""
+"""A user model factory importable as `tests.model_factories:mlp`, for recipes in the tests (no tests here)."""
 
 from torch import nn
 

@@ -1,4 +1,4 @@
-"""Worker run by test_distill_ddp (single process or under torchrun), not a test: rank 0 writes the result."""
+"""Worker run by test_distill_ddp.py (single process or under torchrun), not a test: rank 0 writes the result."""
 
 import json
 import sys
