@@ -13,10 +13,10 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from edgekd.build.engines import tensorrt_onnx, to_tensorrt_qdq
 from edgekd.errors import EdgekdError, StageError
 from edgekd.fileio import sha256_file
 from edgekd.runtimes import tensorrt_runtime
+from edgekd.runtimes.tensorrt_onnx import tensorrt_onnx, to_tensorrt_qdq
 from edgekd.runtimes.tensorrt_runtime import (
     TENSORRT_API,
     build_engine,
