@@ -9,8 +9,9 @@ import onnxruntime as ort
 import pytest
 
 from edgekd.errors import RecipeError
+from edgekd.pipeline.layout import FP32_ONNX, QDQ_ONNX
 from edgekd.runtimes import RUNTIMES
-from edgekd.runtimes.base import FP32_ONNX, QDQ_ONNX, BuildJob, EngineSpec, Runtime
+from edgekd.runtimes.base import BuildJob, EngineSpec, Runtime
 from edgekd.samples import named
 from tests.conftest import reduced_run, run_cli
 

@@ -124,9 +124,9 @@ class BuildJob:
         return self.source_dir / spec.source, target
 
 
-# (artifact path, eval inputs, batch size, threads, precision the latency runs used, timing policy) -> one
-# throughput entry labelled with its mode
-ThroughputMode = Callable[[Path, Any, int, int, str | None, Any], dict[str, Any]]
+# (artifact path, eval inputs, the artifact's precision, threads, the precision the runtime reported for the
+# latency runs or None, timing policy) -> one throughput entry, labelled with its mode
+ThroughputMode = Callable[[Path, Any, str, int, str | None, Any], dict[str, Any]]
 # (engine path, one input batch, warm-up runs, runs) -> row fields measured on the device itself
 DeviceFigures = Callable[[Path, Any, int, int], dict[str, Any]]
 
@@ -155,6 +155,11 @@ class Runtime:
     providers: Callable[[], dict[str, Any]] | None = None  # what `doctor` lists under providers
     device_facts: Callable[[], dict[str, Any]] | None = None  # what its artifacts are tied to, for the report
     device_figures: DeviceFigures | None = None  # extra figures `edgekd profile` measures on the device
+
+    def __post_init__(self) -> None:
+        strangers = [spec.artifact for spec in self.engines if spec.runtime != self.name]
+        if strangers:  # a row is planned for the profiles that list its runtime: it must be this one
+            raise ValueError(f"runtime '{self.name}': engine rows {strangers} name another runtime")
 
     def status(self) -> RuntimeStatus:
         """USABLE, or why not (a sentence that says how to fix it). A runtime with its own `check` decides it

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from edgekd.errors import StageError
 from edgekd.fileio import atomic_path
 from edgekd.pipeline.layout import FP32_ONNX, MOBILE_CONFIG, QDQ_ONNX
-from edgekd.runtimes import onnxruntime_runtime
 from edgekd.runtimes.base import ArtifactFormat, BuildJob, EngineSpec, Runtime
+from edgekd.runtimes.onnxruntime_runtime import RUNTIME as ONNX_RUNTIME
 
 if TYPE_CHECKING:
     from edgekd.targets.profiles import Profile
@@ -97,5 +97,5 @@ ENGINES = (
 )  # fmt: skip
 
 # loaded by ONNX Runtime (`measured_by`), so it is here exactly when ONNX Runtime is
-RUNTIME = Runtime(name="ort-mobile", package="onnxruntime", extra="all", version=onnxruntime_runtime.RUNTIME.version,
+RUNTIME = Runtime(name="ort-mobile", package="onnxruntime", extra="all", version=ONNX_RUNTIME.version,
                   engines=ENGINES, build=_build, formats=(ORT,), profile_problem=_profile_problem)  # fmt: skip
