@@ -207,7 +207,7 @@ def test_fp16_onnx_travels_for_targets_that_run_it(targets_run):
 def test_a_tensorrt_target_gets_static_int8_in_the_form_tensorrt_reads(targets_run, tmp_path):
     """With a Jetson among the targets, static INT8 is quantized with int8 activations at zero point 0 (quantize.
     activations = "auto"), so the bundle's QDQ model becomes a TensorRT input without re-scaling anything."""
-    from edgekd.build.engines import to_tensorrt_qdq
+    from edgekd.runtimes.tensorrt_onnx import to_tensorrt_qdq
     from edgekd.runtimes.tensorrt_runtime import qdq_problem
 
     report = load_report(targets_run)

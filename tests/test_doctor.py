@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from edgekd.runtimes import RUNTIMES
 from edgekd.runtimes.tensorrt_runtime import tensorrt_unavailable_reason
 from tests.conftest import run_cli
 
@@ -13,6 +14,7 @@ def test_doctor_reports_runtimes_and_profiles(capsys):
     code, out, _ = run_cli(["doctor", "--json"], capsys)
     assert code == 0
     facts = json.loads(out)
+    assert list(facts["runtimes"]) == list(RUNTIMES)  # every registered runtime, from the registry
     assert facts["runtimes"]["onnxruntime"]["usable"] is True
     assert "CPUExecutionProvider" in facts["providers"]["onnxruntime"]
     assert facts["profiles"]["host"] == "measurable here"

@@ -13,10 +13,11 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from edgekd.build.engines import tensorrt_onnx, to_tensorrt_qdq
 from edgekd.errors import EdgekdError, StageError
 from edgekd.fileio import sha256_file
 from edgekd.runtimes import tensorrt_runtime
+from edgekd.runtimes.base import Availability
+from edgekd.runtimes.tensorrt_onnx import tensorrt_onnx, to_tensorrt_qdq
 from edgekd.runtimes.tensorrt_runtime import (
     TENSORRT_API,
     build_engine,
@@ -60,6 +61,23 @@ def test_an_engine_whose_bytes_changed_is_refused(tmp_path):
     engine.write_bytes(b"tampered")
     with pytest.raises(EdgekdError, match="does not match its build record"):
         check_engine(engine)
+
+
+def _no_tensorrt_package():
+    raise ImportError("No module named 'tensorrt'")
+
+
+def test_trtexec_alone_is_build_only_and_no_gpu_is_absent(monkeypatch):
+    """Availability is a value: with a GPU and trtexec but no tensorrt package, engines are built, not run."""
+    monkeypatch.setattr(tensorrt_runtime, "nvidia_gpus", lambda: [{"name": "Orin (nvgpu)", "compute_cap": "8.7"}])
+    monkeypatch.setattr(tensorrt_runtime, "trtexec_path", lambda: "/usr/src/tensorrt/bin/trtexec")
+    monkeypatch.setattr(tensorrt_runtime, "_version", _no_tensorrt_package)
+    status = tensorrt_runtime.RUNTIME.status()
+    assert status.availability is Availability.BUILD_ONLY and status.can_build and not status.usable
+    assert "only trtexec" in status.reason and status.why_not == status.reason
+    monkeypatch.setattr(tensorrt_runtime, "nvidia_gpus", lambda: [])
+    status = tensorrt_runtime.RUNTIME.status()
+    assert status.availability is Availability.ABSENT and not status.can_build and "no NVIDIA GPU" in status.reason
 
 
 def test_the_reason_is_stated_when_tensorrt_cannot_run():

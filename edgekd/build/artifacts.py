@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edgekd.runtimes import get_runtime
+from edgekd.errors import EdgekdError
+from edgekd.runtimes import format_of, get_runtime
 from edgekd.runtimes.base import Runner
 
 
@@ -14,8 +15,8 @@ class Artifact:
     name: str  # unique within a run, e.g. "student-onnx-int8-static"
     role: str  # "teacher" or "student"
     path: str  # relative to the run directory
-    format: str  # "pytorch" (safetensors), "onnx", "openvino-ir"
-    runtime: str  # "pytorch", "onnxruntime", "openvino"
+    format: str  # "pytorch" (safetensors), or a registered runtime's format: "onnx", "openvino-ir", "ort", ...
+    runtime: str  # "pytorch", or the registered runtime that loads it: "onnxruntime", "openvino", ...
     precision: str  # "fp32", "int8"
     params: int  # parameters of the network it was made from (quantization changes bytes, not count)
     quantization: str | None = None  # None, "dynamic", "static"
@@ -23,9 +24,9 @@ class Artifact:
     source: str | None = None  # the artifact this one was derived from
 
     def files(self, run_dir: Path) -> list[Path]:
-        """Every file the artifact consists of (an OpenVINO IR is the .xml and its .bin)."""
+        """Every file the artifact consists of, as its format says (an OpenVINO IR is the .xml and its .bin)."""
         main = run_dir / self.path
-        return [main, main.with_suffix(".bin")] if self.format == "openvino-ir" else [main]
+        return [main, *(main.with_suffix(suffix) for suffix in format_of(self.format).side_suffixes)]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -42,4 +43,7 @@ def load_runner(artifact: Artifact, run_dir: Path, threads: int, num_classes: in
 
         model = load_saved_model(path, artifact.architecture or "", num_classes, factory)  # .model.json says how
         return runner_for_module(model, threads)
-    return get_runtime(artifact.runtime).load(path, threads)
+    runtime = get_runtime(artifact.runtime)
+    if runtime.load is None:
+        raise EdgekdError(f"{artifact.name}: runtime '{artifact.runtime}' loads no artifacts itself")
+    return runtime.load(path, threads)

@@ -17,20 +17,31 @@ import jsonschema
 
 from edgekd.errors import BundleError
 from edgekd.fileio import sha256_file
+from edgekd.runtimes import engine_specs, format_of
 
 _TEXT = {"type": "string", "minLength": 1}
 _COUNT = {"type": "integer", "minimum": 0}
-_ARTIFACT = {
-    "type": "object",
-    "required": ["name", "role", "path", "format", "runtime", "precision", "params"],
-    "additionalProperties": False,
-    "properties": {
-        "name": _TEXT, "role": {"enum": ["student", "teacher"]}, "path": _TEXT, "format": {"enum": ["onnx", "ort"]},
-        "runtime": {"enum": ["onnxruntime", "ort-mobile"]}, "precision": _TEXT, "params": _COUNT,
-        "quantization": {"type": ["string", "null"]}, "architecture": {"type": ["string", "null"]},
-        "source": {"type": ["string", "null"]},
-    },
-}  # fmt: skip
+
+
+def artifact_schema() -> dict[str, Any]:
+    """A manifest's artifact entry. Its formats and runtimes are those of the registered runtimes' rows whose
+    format travels in a bundle (ONNX, ORT format): a device refuses a bundle holding one it does not know."""
+    travelling = [s for s in engine_specs() if format_of(s.format).in_bundle]
+    formats = sorted({s.format for s in travelling})
+    runtimes = sorted({name for s in travelling for name in (s.runtime, s.measured_by)})
+    return {
+        "type": "object",
+        "required": ["name", "role", "path", "format", "runtime", "precision", "params"],
+        "additionalProperties": False,
+        "properties": {
+            "name": _TEXT, "role": {"enum": ["student", "teacher"]}, "path": _TEXT, "format": {"enum": formats},
+            "runtime": {"enum": runtimes}, "precision": _TEXT, "params": _COUNT,
+            "quantization": {"type": ["string", "null"]}, "architecture": {"type": ["string", "null"]},
+            "source": {"type": ["string", "null"]},
+        },
+    }  # fmt: skip
+
+
 MANIFEST_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["schema_version", "run", "recipe_hash", "recipe", "task", "input", "teacher", "student",
@@ -52,7 +63,7 @@ MANIFEST_SCHEMA: dict[str, Any] = {
                                    "accuracy": {"type": ["number", "null"], "minimum": 0, "maximum": 1}}},
         "student": {"type": "object", "required": ["architecture", "params"],
                     "properties": {"architecture": {"type": ["string", "null"]}, "params": _COUNT}},
-        "artifacts": {"type": "array", "items": _ARTIFACT},
+        "artifacts": {"type": "array"},  # items: artifact_schema(), from the registry when checked
         "eval_samples": _TEXT,
         "calibration_samples": _TEXT,
         "files": {"type": "object", "additionalProperties": {
@@ -64,7 +75,9 @@ MANIFEST_SCHEMA: dict[str, Any] = {
 
 def check_manifest_shape(manifest: Any, manifest_path: Path) -> None:
     """The manifest has every field a device reads, each of the right type; else the first wrong one, named."""
-    errors = sorted(jsonschema.Draft202012Validator(MANIFEST_SCHEMA).iter_errors(manifest),
+    schema = {**MANIFEST_SCHEMA, "properties": {**MANIFEST_SCHEMA["properties"],
+                                                "artifacts": {"type": "array", "items": artifact_schema()}}}
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(manifest),
                     key=lambda e: list(e.absolute_path))  # fmt: skip
     if errors:
         where = ".".join(str(p) for p in errors[0].absolute_path) or "(top level)"
@@ -106,7 +119,7 @@ def check_files(bundle_dir: Path, manifest: dict[str, Any], manifest_path: Path)
             raise BundleError(f"{manifest_path}: the bundle uses '{rel}' but does not list it with a checksum; "
                               "refusing an unverified file (copy the bundle again)")  # fmt: skip
     for artifact in manifest["artifacts"]:
-        if artifact["format"] == "onnx":
+        if format_of(artifact["format"]).onnx_graph:
             check_external_data(bundle_dir, artifact["path"], files, manifest_path)
 
 

@@ -10,43 +10,34 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from edgekd.runtimes import runtime_versions
-from edgekd.runtimes.tensorrt_runtime import trtexec_path
-from edgekd.targets.profiles import (
-    RUNTIME_NAMES,
-    load_profile,
-    measurable_reason,
-    runtime_reason,
-    shipped_profile_names,
-)
+from edgekd.runtimes import RUNTIMES
+from edgekd.targets.profiles import load_profile, measurable_reason, shipped_profile_names
 from edgekd.targets.this_host import host_facts
 
 
 def _providers() -> dict[str, Any]:
+    """What each registered runtime says it can run on here (ONNX Runtime's providers, OpenVINO's devices,
+    the trtexec path)."""
     found: dict[str, Any] = {}
-    try:
-        import onnxruntime
-
-        found["onnxruntime"] = onnxruntime.get_available_providers()
-    except ImportError:
-        pass
-    try:
-        import openvino
-
-        core = openvino.Core()
-        found["openvino"] = {d: core.get_property(d, "OPTIMIZATION_CAPABILITIES") for d in core.available_devices}
-    except ImportError:
-        pass
-    found["trtexec"] = trtexec_path()
+    for runtime in RUNTIMES.values():
+        if runtime.providers:
+            found.update(runtime.providers())
     return found
+
+
+def _runtime(runtime) -> dict[str, Any]:
+    status = runtime.status()
+    try:
+        version = runtime.version() if status.usable else None
+    except ImportError:
+        version = None
+    return {"version": version, "usable": status.usable, "why_not": status.why_not or ""}
 
 
 def diagnose() -> dict[str, Any]:
     return {
         "host": host_facts(),
-        "runtimes": {name: {"version": runtime_versions().get(name.replace("ort-mobile", "onnxruntime")),
-                            "usable": runtime_reason(name) is None, "why_not": runtime_reason(name) or ""}
-                     for name in RUNTIME_NAMES},  # fmt: skip
+        "runtimes": {name: _runtime(runtime) for name, runtime in RUNTIMES.items()},
         "providers": _providers(),
         "profiles": {name: measurable_reason(load_profile(name)) or "measurable here"
                      for name in shipped_profile_names()},  # fmt: skip

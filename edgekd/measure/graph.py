@@ -120,9 +120,12 @@ def onnx_external_files(onnx_path: Path) -> list[Path]:
 
 
 def files_on_disk(main_files: list[Path], fmt: str) -> list[Path]:
-    """An artifact's files including ONNX external data (which lives in files the .onnx only names)."""
+    """An artifact's files including ONNX external data (which lives in files the .onnx only names), for an
+    artifact whose format (`fmt`) is an ONNX graph."""
+    from edgekd.runtimes import format_of  # here: the runtimes' modules import this one's constants
+
     files = list(main_files)
-    if fmt == "onnx":
+    if format_of(fmt).onnx_graph:
         for path in main_files:
             files += [f for f in onnx_external_files(path) if f not in files]
     return files

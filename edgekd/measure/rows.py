@@ -23,6 +23,7 @@ from edgekd.fileio import remove_stale_temp_dirs
 from edgekd.measure.graph import count_macs, files_on_disk
 from edgekd.measure.quality import ACCURACY, TEACHER_COSINE, quality_collapse
 from edgekd.measure.worker import MeasureJob, run_in_subprocess, run_job
+from edgekd.runtimes import format_of
 from edgekd.samples import Inputs, save_inputs
 
 ISOLATION_MODES = ("subprocess", "in-process")
@@ -253,7 +254,7 @@ def _row_figures(artifact: Artifact, run_dir: Path, result: dict[str, Any],
     }
     if result["execution_precision"] is not None:  # only where the runtime says what it computes in
         figures["execution_precision"] = result["execution_precision"]
-    if artifact.format == "onnx":
+    if format_of(artifact.format).onnx_graph:  # MACs are counted on ONNX graphs; engines take their source's
         figures.update(count_macs(run_dir / artifact.path).to_dict(), flops_counted_from=artifact.name)
     latency = m.LatencyStats.from_dict(result["latency_ms"])
     if latency.noisy:

@@ -22,16 +22,8 @@ import numpy as np
 
 from edgekd.fileio import atomic_path, write_json_atomic
 from edgekd.measure.quality import predict
-from edgekd.measure.timing import (
-    TimingPolicy,
-    measure_latency,
-    measure_latency_real_lengths,
-    measure_throughput,
-    repeat_to_batch,
-)
-from edgekd.samples import Inputs, load_inputs
-
-OPENVINO_PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "int8": "f32"}  # int8 IR: its float parts in f32
+from edgekd.measure.timing import TimingPolicy, measure_latency, measure_latency_real_lengths, measure_throughput
+from edgekd.samples import load_inputs
 
 
 @dataclass(frozen=True)
@@ -45,7 +37,7 @@ class MeasureJob:
     eval_batch_size: int
     policy: dict[str, Any]  # TimingPolicy fields
     batch_sizes: list[int] = field(default_factory=lambda: [1])
-    openvino_throughput: bool = True
+    openvino_throughput: bool = True  # also the runtime's own throughput mode, where it has one (OpenVINO's streams)
     # the recipe's (import path, kwargs) for a PyTorch artifact made by a user factory: code comes from the
     # recipe, never from the run directory's .model.json
     factory: list[Any] | None = None
@@ -74,54 +66,10 @@ def _peak_rss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB, macOS bytes
 
 
-def runtime_execution_precision(runtime: str, path: Path, threads: int) -> str | None:
-    """What the runtime says it computes in, where its module can tell (`execution_precision(path, threads)`,
-    as the OpenVINO module offers); None where it cannot."""
-    if runtime != "openvino":
-        return None
-    from edgekd.runtimes import openvino_runtime
-
-    probe = getattr(openvino_runtime, "execution_precision", None)
-    return probe(path, threads) if probe is not None else None
-
-
-def openvino_throughput_mode(path: Path, inputs: Inputs, batch_size: int, threads: int, precision: str,
-                             policy: TimingPolicy) -> dict[str, Any]:  # fmt: skip
-    """OpenVINO's own THROUGHPUT mode: several streams and infer requests in flight (as benchmark_app -hint
-    throughput), computing in `precision` ("f32", "bf16", ... — the precision the latency runs used).
-    Returns samples/s with the streams and requests it chose, and the precision it executed in."""
-    import openvino as ov
-
-    from edgekd.runtimes.openvino_runtime import feeds as openvino_feeds
-
-    config = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision}
-    compiled = ov.Core().compile_model(str(path), "CPU", config)
-    requests = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-    queue = ov.AsyncInferQueue(compiled, requests)
-    batch = openvino_feeds(repeat_to_batch(inputs, batch_size))
-    for _ in range(max(policy.warmup_runs, requests)):
-        queue.start_async(batch)
-    queue.wait_all()
-    done, min_ns = 0, int(policy.min_seconds * 1e9)
-    started = time.perf_counter_ns()
-    while done < policy.min_runs or time.perf_counter_ns() - started < min_ns:
-        queue.start_async(batch)  # blocks while every request is busy
-        done += 1
-    queue.wait_all()
-    elapsed_s = (time.perf_counter_ns() - started) / 1e9
-    return {
-        "batch_size": batch_size,
-        "per_s": done * batch_size / elapsed_s,
-        "mode": "openvino-throughput",
-        "streams": int(compiled.get_property("NUM_STREAMS")),
-        "infer_requests": requests,
-        "execution_precision": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
-    }
-
-
 def run_job(job: MeasureJob, isolated: bool) -> dict[str, Any]:
     """Load, predict the eval split, time latency and throughput. Raises on failure (the caller records it)."""
     from edgekd.build.artifacts import Artifact, load_runner
+    from edgekd.runtimes import RUNTIMES
 
     artifact = Artifact(**job.artifact)
     policy = TimingPolicy(**job.policy)
@@ -141,16 +89,15 @@ def run_job(job: MeasureJob, isolated: bool) -> dict[str, Any]:
                    "per_s": 1e3 / latency.mean if b == 1 else measure_throughput(runner, inputs, b, policy)}
                   for b in job.batch_sizes]  # fmt: skip
     path = Path(job.run_dir) / artifact.path
-    execution_precision = runtime_execution_precision(artifact.runtime, path, job.threads)
+    runtime = RUNTIMES.get(artifact.runtime)  # None for PyTorch artifacts: no probes
+    probe = runtime.execution_precision if runtime else None
+    execution_precision = probe(path, job.threads) if probe else None  # where the runtime can tell
     if execution_precision and artifact.precision == "int8":
         execution_precision = f"int8+{execution_precision}"  # int8 layers, the float rest in this precision
-    if artifact.runtime == "openvino" and job.openvino_throughput:
+    if runtime and runtime.throughput_mode and job.openvino_throughput:
         # the same arithmetic as the latency runs: what the runtime reported, else what the artifact asks for
-        hint = (execution_precision or OPENVINO_PRECISION_HINTS.get(artifact.precision, "f32")).split("+")[-1]
-        # at batch 1, as benchmark_app's throughput run: independent requests in flight over the streams (the
-        # batched figure is the sync one above; a second streams run per batch size would double the time)
-        entry = openvino_throughput_mode(path, inputs, 1, job.threads, hint, policy)
-        execution_precision = execution_precision or entry["execution_precision"]
+        entry = runtime.throughput_mode(path, inputs, artifact.precision, job.threads, execution_precision, policy)
+        execution_precision = execution_precision or entry.get("execution_precision")
         throughput.append(entry)
     return {
         "status": "ok",
@@ -185,9 +132,15 @@ def die_with_parent() -> None:
 
 
 def run_in_subprocess(job: MeasureJob, workdir: Path, timeout_s: float) -> dict[str, Any]:
-    """Run `job` in a fresh interpreter; a crash, a hang or no result becomes a failed result, never a raise."""
+    """Run `job` in a fresh interpreter; a crash, a hang or no result becomes a failed result, never a raise.
+    An artifact of a runtime registered at run time is measured in this process instead (its row says
+    "in-process"): a fresh interpreter does not have that runtime, and the job file never names code to import."""
     import subprocess
 
+    from edgekd.runtimes import known_to_new_processes
+
+    if not known_to_new_processes(job.artifact["runtime"]):
+        return run_here(job)
     job_path, result_path = workdir / "job.json", workdir / "result.json"
     write_json_atomic(job_path, job.to_dict())
     result_path.unlink(missing_ok=True)
@@ -208,19 +161,24 @@ def run_in_subprocess(job: MeasureJob, workdir: Path, timeout_s: float) -> dict[
     return {"status": "failed", "reason": f"the measuring process exited with code {done.returncode}: {tail}"}
 
 
+def run_here(job: MeasureJob, isolated: bool = False) -> dict[str, Any]:
+    """`run_job`, with a failure of the artifact as a failed result (one artifact failing is a row's status)."""
+    try:
+        return run_job(job, isolated=isolated)
+    except Exception as exc:
+        from edgekd.errors import EdgekdError
+
+        reason = str(exc) if isinstance(exc, EdgekdError) else f"{type(exc).__name__}: {exc}"
+        if isolated:  # the worker's stderr, whose last line the parent reports if no result comes back
+            traceback.print_exc(file=sys.stderr)
+        return {"status": "failed", "reason": reason}
+
+
 def main(argv: list[str]) -> int:
     """Exit 0 when a result (ok or failed) was written; anything else means the worker itself broke."""
     job_path, result_path = Path(argv[0]), Path(argv[1])
     job = MeasureJob(**json.loads(job_path.read_text(encoding="utf-8")))
-    try:
-        result = run_job(job, isolated=True)
-    except Exception as exc:  # one artifact failing is a row's status, not a crash
-        from edgekd.errors import EdgekdError
-
-        reason = str(exc) if isinstance(exc, EdgekdError) else f"{type(exc).__name__}: {exc}"
-        traceback.print_exc(file=sys.stderr)
-        result = {"status": "failed", "reason": reason}
-    write_json_atomic(result_path, result)
+    write_json_atomic(result_path, run_here(job, isolated=True))
     return 0
 
 

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edgekd import measure as m
 from edgekd.build import engines as engines_build
 from edgekd.build.artifacts import Artifact
 from edgekd.bundle.files import extract_bundle, load_eval_samples, manifest_input_names, verify_bundle
@@ -26,10 +25,10 @@ from edgekd.measure.rows import MeasureSettings, measure_rows, require_a_measure
 from edgekd.pipeline.rundirs import claim_dir, remove_scratch_dir
 from edgekd.report.document import SCHEMA_VERSION, load_report, validate_report, write_report
 from edgekd.report.recommend import recommendations
-from edgekd.runtimes import runtime_versions
-from edgekd.runtimes.tensorrt_runtime import TRTEXEC_ONLY
+from edgekd.runtimes import RUNTIMES, format_of, runtime_status, runtime_versions
+from edgekd.runtimes.ort_mobile_runtime import proxy_fields
 from edgekd.samples import take
-from edgekd.targets.profiles import Profile, device_mismatch_reason, runtime_reason
+from edgekd.targets.profiles import Profile, device_mismatch_reason
 from edgekd.targets.this_host import host_facts
 from edgekd.version import __version__
 
@@ -67,12 +66,12 @@ def _settings(manifest: dict[str, Any], profile: Profile, threads: int | None) -
 
 
 def _bundle_artifacts(manifest: dict[str, Any], profile: Profile) -> tuple[list[Artifact], dict[str, str]]:
-    """The bundle's own files that this profile runs as they are (every ONNX variant on ONNX Runtime), and
-    the reasons for those that would not measure what they claim on this machine."""
-    if "onnxruntime" not in profile.runtimes:
-        return [], {}
-    artifacts = [Artifact(**a) for a in manifest["artifacts"] if a["format"] == "onnx"]
-    specs = {s.artifact: s for s in engines_build.ENGINE_SPECS}
+    """The bundle's own files that this profile runs as they are (every ONNX variant, on the runtime that loads
+    it, where the profile lists that runtime), and the reasons for those that would not measure what they claim
+    on this machine."""
+    artifacts = [Artifact(**a) for a in manifest["artifacts"]
+                 if format_of(a["format"]).onnx_graph and a["runtime"] in profile.runtimes]  # fmt: skip
+    specs = {s.artifact: s for s in engines_build.engine_specs()}
     skipped = {a.name: reason for a in artifacts
                if a.name in specs and (reason := engines_build.not_meaningful_here(specs[a.name]))}  # fmt: skip
     return artifacts, skipped
@@ -83,11 +82,12 @@ def _build_engines(
 ) -> tuple[list[Artifact], dict[str, str], dict[str, Any], set[str]]:
     """Build what this device needs (OpenVINO IR, ORT format, TensorRT engines) into `out_dir`; returns the
     artifacts, the reasons for those not built, what was built, and which of them failed to build."""
-    sources = [a["path"] for a in manifest["artifacts"] if a["format"] == "onnx"]
+    sources = [a["path"] for a in manifest["artifacts"] if format_of(a["format"]).onnx_graph]
     if engines_build.FP32_ONNX in manifest.get("files", {}):  # engines build from the standard-op export, which
         sources.append(engines_build.FP32_ONNX)  # is not the ORT fp32 row's graph for a transformer
     openvino_int8 = manifest["recipe"].get("build", {}).get("openvino_int8", "qdq")  # bundles before NNCF: qdq
-    specs = [s for s in engines_build.specs_for(profile, sources, openvino_int8) if s.format != "onnx"]  # ONNX travels
+    specs = [s for s in engines_build.specs_for(profile, sources, openvino_int8)
+             if not format_of(s.format).onnx_graph]  # ONNX files travel in the bundle: nothing to build
     params = int(manifest["student"]["params"])
     spec = manifest["input"]
     device = {"input_name": manifest_input_names(manifest), "sample_shape": tuple(spec.get("max_shape",
@@ -97,10 +97,9 @@ def _build_engines(
     built: dict[str, Any] = {}
     failed: set[str] = set()
     for spec in specs:
-        reason = runtime_reason(spec.runtime)
-        build_only = reason is not None and reason.startswith(TRTEXEC_ONLY)  # build with trtexec, cannot run
-        if reason and not build_only:
-            skipped[spec.artifact] = reason
+        status = runtime_status(spec.runtime)  # build-only: TensorRT with trtexec alone builds, cannot run
+        if not status.can_build:
+            skipped[spec.artifact] = status.reason
             continue
         try:
             engines_build.build_engine(spec, bundle_dir, out_dir, profile, **device)
@@ -109,22 +108,19 @@ def _build_engines(
             failed.add(spec.artifact)
             continue
         built[spec.artifact] = spec.path
-        if build_only:
-            skipped[spec.artifact] = f"{reason}; the engine is built at {out_dir / spec.path}"
+        if not status.usable:
+            skipped[spec.artifact] = f"{status.reason}; the engine is built at {out_dir / spec.path}"
     return [engines_build.to_artifact(s, params) for s in specs], skipped, built, failed
 
 
-def _add_gpu_compute(rows: list[dict[str, Any]], out_dir: Path, settings: MeasureSettings, inputs) -> None:
-    """TensorRT rows also get GPU compute time per batch-1 run (CUDA events, input already on the device)."""
-    from edgekd.runtimes.tensorrt_runtime import TensorrtRunner, check_engine
-
+def _add_device_figures(rows: list[dict[str, Any]], out_dir: Path, settings: MeasureSettings, inputs) -> None:
+    """Rows of a runtime that measures more on the device get those figures too (TensorRT: its build record and
+    GPU compute time per batch-1 run, from CUDA events with the input already on the device)."""
     for row in rows:
-        if row["status"] == "ok" and row["runtime"] == "tensorrt":
-            engine = out_dir / row["path"]
-            row["build"] = check_engine(engine)
-            samples = TensorrtRunner(engine).gpu_compute_ms(take(inputs, slice(0, 1)), settings.policy.warmup_runs,
-                                                            max(settings.policy.min_runs, 100))  # fmt: skip
-            row["gpu_compute_ms"] = m.summarize_ms(samples).to_dict()
+        probe = RUNTIMES[row["runtime"]].device_figures if row["runtime"] in RUNTIMES else None
+        if row["status"] == "ok" and probe:
+            row.update(probe(out_dir / row["path"], take(inputs, slice(0, 1)), settings.policy.warmup_runs,
+                             max(settings.policy.min_runs, 100)))  # fmt: skip
 
 
 def profile_bundle(
@@ -151,10 +147,10 @@ def profile_bundle(
     for row in engine_rows:
         if row["artifact"] in build_failed:
             row["status"] = "failed"
-    _add_gpu_compute(engine_rows, out_dir, settings, inputs)
+    _add_device_figures(engine_rows, out_dir, settings, inputs)
     for row in engine_rows:
-        if row["format"] == "ort":
-            row.update(proxy=engines_build.proxy_note(profile), mobile=engines_build.mobile_settings(profile))
+        if format_of(row["format"]).host_proxy:
+            row.update(proxy_fields(profile))
     report = _report(manifest, profile, settings, rows + engine_rows, built, bundle_dir)
     report["recommendations"] = recommendations(report)
     validate_report(report, "the device report")
@@ -164,12 +160,12 @@ def profile_bundle(
 
 
 def device_facts() -> dict[str, Any]:
-    """Host facts plus, where TensorRT runs, what engines are tied to (version, GPU, compute capability)."""
+    """Host facts plus, for each usable runtime whose artifacts are tied to the device, what they are tied to
+    (TensorRT: version, GPU, compute capability)."""
     facts: dict[str, Any] = dict(host_facts())
-    if runtime_reason("tensorrt") is None:
-        from edgekd.runtimes.tensorrt_runtime import device_identity
-
-        facts["tensorrt"] = device_identity()
+    for name, runtime in RUNTIMES.items():
+        if runtime.device_facts and runtime.status().usable:
+            facts[name] = runtime.device_facts()
     return facts
 
 

@@ -17,7 +17,8 @@ from edgekd.measure.rows import MeasureSettings, TeacherReference, measure_rows
 from edgekd.pipeline.progress import step
 from edgekd.pipeline.stages import stage_key, timed_stage
 from edgekd.recipe import Recipe
-from edgekd.runtimes import get_runtime
+from edgekd.runtimes import format_of, get_runtime
+from edgekd.runtimes.ort_mobile_runtime import mobile_settings, proxy_fields
 from edgekd.samples import Inputs
 from edgekd.targets.profiles import OpenvinoSection, Profile, load_profile
 from edgekd.targets.roofline import roofline_cost
@@ -44,17 +45,18 @@ def _host_specs(recipe: Recipe, profiles: list[Profile]) -> list[engines_build.E
     specs: dict[str, engines_build.EngineSpec] = {}
     for profile in profiles:
         for spec in engines_build.specs_for(profile, sources, recipe.build.openvino_int8):
-            wanted = profile.device_class in ("host", "mobile") or spec.format == "onnx"
-            device_only = spec.built_on_device and profile.device_class != "host"
-            openvino_off = spec.runtime == "openvino" and not recipe.build.openvino
-            if wanted and not (spec.is_source or device_only or openvino_off):
+            runtime = get_runtime(spec.runtime)
+            wanted = profile.device_class in ("host", "mobile") or format_of(spec.format).onnx_graph
+            device_only = runtime.built_on_device and profile.device_class != "host"
+            switched_off = bool(runtime.off_switch) and not getattr(recipe.build, runtime.off_switch)
+            if wanted and not (spec.is_source or device_only or switched_off):
                 specs.setdefault(spec.artifact, spec)
     return list(specs.values())
 
 
 def measured_here(built: list[Artifact], profiles: list[Profile]) -> list[Artifact]:
     """The built artifacts the host rows measure: the host profile's (mobile models get proxy rows per target)."""
-    host = {s.artifact for p in profiles if p.device_class == "host" for s in engines_build.ENGINE_SPECS
+    host = {s.artifact for p in profiles if p.device_class == "host" for s in engines_build.engine_specs()
             if s.runtime in p.runtimes and s.precision in p.precisions and not engines_build.not_meaningful_here(s)}
     return [a for a in built if a.name in host]
 
@@ -68,11 +70,14 @@ def build_stage(
     specs = _host_specs(recipe, profiles)
     skipped = {s.artifact: reason for s in specs if (reason := get_runtime(s.measured_by).unavailable_reason())}
     to_build = [s for s in specs if s.artifact not in skipped]
+    shared = list(dict.fromkeys(f for s in to_build for f in format_of(s.format).shared_files))
 
     def work() -> dict[str, Any]:
-        (run_dir / engines_build.MOBILE_CONFIG).unlink(missing_ok=True)
+        for name in shared:  # rebuilt from the artifacts of this build alone
+            (run_dir / name).unlink(missing_ok=True)
         for spec in to_build:
-            owner = host if spec.runtime == "openvino" else next(p for p in profiles if spec.runtime in p.runtimes)
+            # the host profile's settings for what it lists (measured here), else those of the first that lists it
+            owner = host if spec.runtime in host.runtimes else next(p for p in profiles if spec.runtime in p.runtimes)
             engines_build.build_engine(spec, run_dir, run_dir, owner, input_name=task.input_names,
                                        log_path=run_dir / "quantize.log",
                                        sample_shape=task.sample_shape, sequence_axis=task.sequence_axis,
@@ -83,8 +88,7 @@ def build_stage(
                 "profiles": [p.name for p in profiles]}  # fmt: skip
 
     key = stage_key({"build": recipe.build, "profiles": profiles}, upstream)
-    outputs = [s.path for s in to_build] + ([engines_build.MOBILE_CONFIG] if any(
-        s.format == "ort" for s in to_build) else [])  # fmt: skip
+    outputs = [s.path for s in to_build] + shared
     summary = timed_stage(run_dir, "build", key, outputs, work)
     return [engines_build.to_artifact(s, params) for s in specs], skipped, summary
 
@@ -98,12 +102,13 @@ def bundle_stage(
     step("bundle")
     t0 = time.perf_counter()
     teacher = next(a for a in artifacts if a.role == "teacher")
-    shipped = [a for a in artifacts if a.format in ("onnx", "ort") and (run_dir / a.path).is_file()]
+    shipped = [a for a in artifacts if format_of(a.format).in_bundle and (run_dir / a.path).is_file()]
     files = {a.path: run_dir / a.path for a in shipped}
     if (run_dir / engines_build.FP32_ONNX).is_file():  # the standard-op graph devices build their engines from
         files[engines_build.FP32_ONNX] = run_dir / engines_build.FP32_ONNX
-    if (run_dir / engines_build.MOBILE_CONFIG).is_file() and any(a.format == "ort" for a in shipped):
-        files[engines_build.MOBILE_CONFIG] = run_dir / engines_build.MOBILE_CONFIG
+    for name in dict.fromkeys(f for a in shipped for f in format_of(a.format).shared_files):
+        if (run_dir / name).is_file():  # the operator config of the ORT-format models
+            files[name] = run_dir / name
     files["recipe.toml"] = run_dir / "recipe.toml"
     manifest = write_bundle(run_dir / "bundle", files, (task.inputs("test"), task.y_test, reference), calibration, {
         "run": recipe.name,
@@ -118,7 +123,7 @@ def bundle_stage(
         "student": {"architecture": recipe.student.architecture, "params": shipped[0].params if shipped else 0},
         "artifacts": [a.to_dict() for a in shipped],
         "profiles": [p.name for p in profiles],
-        "mobile": {p.name: engines_build.mobile_settings(p) for p in profiles if p.device_class == "mobile"},
+        "mobile": {p.name: mobile_settings(p) for p in profiles if p.device_class == "mobile"},
     })  # fmt: skip
     summary = {"path": "bundle", "files": len(manifest["files"]),
                "bytes": sum(f["bytes"] for f in manifest["files"].values()),
@@ -149,7 +154,7 @@ def target_rows(
             measured = measure_rows(artifacts, run_dir, task.inputs("test"), task.y_test, proxy, task.num_classes,
                                     reference=reference, metric=metric)  # fmt: skip
             for row in measured:
-                row.update(proxy=engines_build.proxy_note(profile), mobile=engines_build.mobile_settings(profile))
+                row.update(proxy_fields(profile))
             rows += measured
             continue
         reason = engines_build.device_only_reason(profile, run_dir / "bundle")

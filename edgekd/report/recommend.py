@@ -12,6 +12,7 @@ from typing import Any
 
 from edgekd.gate import PASS, evaluate
 from edgekd.measure.quality import metric_drop, report_metric
+from edgekd.runtimes import format_of
 
 COLLAPSE = "quality-collapse"
 
@@ -21,8 +22,9 @@ def _p50(row: dict[str, Any]) -> float:
 
 
 def _fp32_student(rows: list[dict[str, Any]], target: str, everywhere: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The fp32 student on `target` as ONNX Runtime runs it (ONNX or ORT format), else the PyTorch student."""
-    same = [r for r in rows if r["precision"] == "fp32" and r["format"] in ("onnx", "ort")]
+    """The fp32 student on `target` in a portable file (ONNX or ORT format, what the bundle carries), else the
+    PyTorch student."""
+    same = [r for r in rows if r["precision"] == "fp32" and format_of(r["format"]).in_bundle]
     if same:
         return same[0]
     return next((r for r in everywhere if r["artifact"] == "student" and r["format"] == "pytorch"), None)

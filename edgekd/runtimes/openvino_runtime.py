@@ -12,17 +12,22 @@ can say which.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edgekd.errors import MissingDependencyError
 from edgekd.fileio import atomic_path
-from edgekd.runtimes.base import Runner, Runtime, TimedCall
+from edgekd.pipeline.layout import FP32_ONNX, QDQ_ONNX
+from edgekd.runtimes.base import ArtifactFormat, BuildJob, EngineSpec, Runner, Runtime, TimedCall
 from edgekd.samples import Inputs
 
 PRECISION_KEY = ["edgekd", "inference_precision"]
 INFERENCE_PRECISIONS = ("auto", "f32")
+PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "int8": "f32"}  # int8 IR: its float parts in f32
+IR = ArtifactFormat("openvino-ir", side_suffixes=(".bin",))  # the .xml and its weights, the .bin
 
 
 def _version() -> str:
@@ -98,6 +103,44 @@ def execution_precision(path: Path, threads: int = 1) -> str:
     return _compile(path, threads).get_property("INFERENCE_PRECISION_HINT").to_string()
 
 
+def throughput_mode(path: Path, inputs: Inputs, precision: str, threads: int, executed: str | None,
+                    policy) -> dict[str, Any]:  # fmt: skip
+    """OpenVINO's own THROUGHPUT mode: several streams and infer requests in flight (as benchmark_app -hint
+    throughput), computing in the precision the latency runs used (`executed`, what the plugin reported, else
+    what an artifact of `precision` asks for). At batch 1, as benchmark_app's throughput run: independent
+    requests in flight over the streams (the batched figure is the sync one; a second streams run per batch
+    size would double the time). Returns samples/s with the streams and requests it chose, and the precision
+    it executed in."""
+    from edgekd.measure.timing import repeat_to_batch
+
+    ov = _import_openvino()
+    hint = (executed or PRECISION_HINTS.get(precision, "f32")).split("+")[-1]
+    config = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": hint}
+    compiled = ov.Core().compile_model(str(path), "CPU", config)
+    requests = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    queue = ov.AsyncInferQueue(compiled, requests)
+    batch_size = 1
+    batch = feeds(repeat_to_batch(inputs, batch_size))
+    for _ in range(max(policy.warmup_runs, requests)):
+        queue.start_async(batch)
+    queue.wait_all()
+    done, min_ns = 0, int(policy.min_seconds * 1e9)
+    started = time.perf_counter_ns()
+    while done < policy.min_runs or time.perf_counter_ns() - started < min_ns:
+        queue.start_async(batch)  # blocks while every request is busy
+        done += 1
+    queue.wait_all()
+    elapsed_s = (time.perf_counter_ns() - started) / 1e9
+    return {
+        "batch_size": batch_size,
+        "per_s": done * batch_size / elapsed_s,
+        "mode": "openvino-throughput",
+        "streams": int(compiled.get_property("NUM_STREAMS")),
+        "infer_requests": requests,
+        "execution_precision": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
+    }
+
+
 def feeds(batch: Inputs) -> dict:
     """OpenVINO's input map: by position for a one-input model, by name for several."""
     return dict(batch) if isinstance(batch, dict) else {0: batch}
@@ -132,4 +175,43 @@ def _load(path: Path, threads: int) -> Runner:
     return run
 
 
-RUNTIME = Runtime(name="openvino", package="openvino", extra="openvino", version=_version, load=_load)
+def _build(spec: EngineSpec, job: BuildJob) -> None:
+    """fp32 / fp16 IR converted from ONNX; int8 by NNCF on the calibration samples, or converted from QDQ."""
+    source, target = job.paths(spec)
+    precision = "f32" if job.profile.openvino.inference_precision == "f32" else "auto"
+    if spec.method != "nncf":
+        build_ir(source, target, compress_to_fp16=spec.precision == "fp16", inference_precision=precision)
+        return
+    from edgekd.pipeline.layout import CALIBRATION_SAMPLES  # the same path in a run directory and in a bundle
+    from edgekd.quantize.calibration import check_calibration
+    from edgekd.quantize.ort_int8 import calibration_feeds, is_transformer_graph
+    from edgekd.samples import load_inputs
+
+    names = [job.device["input_name"]] if isinstance(job.device["input_name"], str) else list(job.device["input_name"])
+    calibration = load_inputs(job.source_dir / CALIBRATION_SAMPLES, names)  # every input the graph takes
+    check_calibration(source, calibration, names[0])
+    build_int8_ir_nncf(source, target, calibration_feeds(calibration, names[0]), is_transformer_graph(source),
+                       precision, job.device.get("log_path"))  # fmt: skip
+
+
+def providers() -> dict[str, Any]:
+    try:
+        import openvino
+    except ImportError:
+        return {}
+    core = openvino.Core()
+    return {"openvino": {d: core.get_property(d, "OPTIMIZATION_CAPABILITIES") for d in core.available_devices}}
+
+
+def _engine(precision: str, xml: str, source: str = FP32_ONNX, method: str = "") -> EngineSpec:
+    return EngineSpec("openvino", precision, f"student-openvino-{precision}", f"openvino/{xml}", IR.name, "openvino",
+                      source, method=method)  # fmt: skip
+
+
+ENGINES = (_engine("fp32", "student.xml"), _engine("fp16", "student.fp16.xml"),
+           _engine("int8", "student.int8.xml", method="nncf"), _engine("int8", "student.int8.xml", QDQ_ONNX, "qdq"))
+
+RUNTIME = Runtime(name="openvino", package="openvino", extra="openvino", version=_version, load=_load,
+                  engines=ENGINES, build=_build, formats=(IR,), off_switch="openvino",
+                  execution_precision=execution_precision, throughput_mode=throughput_mode,
+                  providers=providers)  # fmt: skip

@@ -27,13 +27,23 @@ import numpy as np
 
 from edgekd.errors import EdgekdError, MissingDependencyError, StageError
 from edgekd.fileio import atomic_path, sha256_file, write_json_atomic
-from edgekd.runtimes.base import Runner, Runtime
+from edgekd.pipeline.layout import FP32_ONNX, QDQ_ONNX
+from edgekd.runtimes.base import (
+    USABLE,
+    ArtifactFormat,
+    Availability,
+    BuildJob,
+    EngineSpec,
+    Runner,
+    Runtime,
+    RuntimeStatus,
+)
+from edgekd.runtimes.tensorrt_onnx import onnx_precision, qdq_problem, tensorrt_onnx
 from edgekd.samples import Inputs, named
 from edgekd.targets.this_host import nvidia_gpus
 
 DEFAULT_WORKSPACE_BYTES = 1 << 30  # 1 GiB: ample for small models, within a Jetson Orin Nano's 8 GB
 TRTEXEC_PATHS = ("trtexec", "/usr/src/tensorrt/bin/trtexec")  # the second is where JetPack puts it
-TRTEXEC_ONLY = "only trtexec is installed"
 SUPPORTED_VERSIONS = "TensorRT 10.3 to 11.x"
 
 # Every name of the TensorRT Python API this module uses, by owner ("" is the module itself). The code reaches
@@ -99,21 +109,31 @@ def trtexec_path() -> str | None:
     return None
 
 
-def tensorrt_unavailable_reason() -> str | None:
-    """None when engines can be built and run here, else a sentence saying why not."""
+def tensorrt_status() -> RuntimeStatus:
+    """Usable when engines can be built and run here; build-only with trtexec alone; else absent, and why.
+    The GPU is asked about first: without one, installing TensorRT would not help."""
     if not nvidia_gpus():
-        return "no NVIDIA GPU on this machine (nvidia-smi lists none); TensorRT engines are built on the target"
+        return RuntimeStatus(Availability.ABSENT, "no NVIDIA GPU on this machine (nvidia-smi lists none); TensorRT "
+                             "engines are built on the target")  # fmt: skip
     try:
         _version()
     except ImportError:
         if trtexec_path() is None:
-            return 'TensorRT is not installed: pip install "edgekd[tensorrt]" (on a Jetson it comes with JetPack)'
-        return f"{TRTEXEC_ONLY}: engines can be built, but running them needs the tensorrt Python package"
+            return RuntimeStatus(Availability.ABSENT, 'TensorRT is not installed: pip install "edgekd[tensorrt]" '
+                                 "(on a Jetson it comes with JetPack)")  # fmt: skip
+        return RuntimeStatus(Availability.BUILD_ONLY, "only trtexec is installed: engines can be built, but running "
+                             "them needs the tensorrt Python package")  # fmt: skip
     import torch
 
     if not torch.cuda.is_available():
-        return "torch has no CUDA here, so there are no device buffers: install a CUDA build of torch"
-    return None
+        return RuntimeStatus(Availability.ABSENT, "torch has no CUDA here, so there are no device buffers: install a "
+                             "CUDA build of torch")  # fmt: skip
+    return USABLE
+
+
+def tensorrt_unavailable_reason() -> str | None:
+    """None when engines can be built and run here, else a sentence saying why not."""
+    return tensorrt_status().why_not
 
 
 def device_identity() -> dict[str, str]:
@@ -167,10 +187,10 @@ def build_engine(
     problem = qdq_problem(onnx_path) if found == "int8" else None
     if problem:
         raise StageError(f"build: {onnx_path.name}: {problem}, which TensorRT cannot read as it is; rewrite it with "
-                         "edgekd.build.engines.to_tensorrt_qdq")  # fmt: skip
-    reason = tensorrt_unavailable_reason()
-    if reason and not reason.startswith(TRTEXEC_ONLY):
-        raise StageError(f"build: TensorRT engine {engine_path.name}: {reason}")
+                         "edgekd.runtimes.tensorrt_onnx.to_tensorrt_qdq")  # fmt: skip
+    status = tensorrt_status()
+    if not status.can_build:
+        raise StageError(f"build: TensorRT engine {engine_path.name}: {status.reason}")
     shortest = (1, *sample_shape[1:]) if sequence_axis else tuple(sample_shape)
     shapes = {"min": (1, *shortest), "opt": (1, *sample_shape), "max": (max_batch, *sample_shape)}
     input_name = input_name if isinstance(input_name, str) else ",".join(input_name)
@@ -194,38 +214,6 @@ def build_engine(
     }
     write_json_atomic(sidecar_path(engine_path), sidecar)
     return sidecar
-
-
-def onnx_precision(onnx_path: Path) -> str:
-    """What a strongly typed TensorRT network of this ONNX file computes in: int8 with Q/DQ nodes, fp16 with fp16
-    weights, else fp32 (TensorRT follows the file's types, it picks no lower precision by itself)."""
-    import onnx
-
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    if any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in graph.node):
-        return "int8"
-    if any(tensor.data_type == onnx.TensorProto.FLOAT16 for tensor in graph.initializer):
-        return "fp16"
-    return "fp32"
-
-
-def qdq_problem(onnx_path: Path) -> str | None:
-    """Why TensorRT's ONNX parser would refuse or misread this Q/DQ model, else None. It takes int8 with zero point
-    0 only: it refuses other zero points, and it reads uint8 as int8 with a warning, clipping the upper half."""
-    import onnx
-
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    tensors = {t.name: t for t in graph.initializer}
-    for node in graph.node:
-        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
-            continue
-        source = tensors.get(node.input[0])
-        if source is not None and source.data_type == onnx.TensorProto.INT32:
-            return f"{node.op_type} '{node.name}' dequantizes an int32 tensor"
-        zero = tensors.get(node.input[2]) if len(node.input) > 2 else None
-        if zero is None or zero.data_type != onnx.TensorProto.INT8 or onnx.numpy_helper.to_array(zero).any():
-            return f"{node.op_type} '{node.name}' is not int8 with zero point 0"
-    return None
 
 
 def _build_with_api(onnx_path, engine_path, input_name, shapes, workspace_bytes, cache_path) -> None:
@@ -381,5 +369,29 @@ def _load(path: Path, threads: int) -> Runner:
     return TensorrtRunner(path)
 
 
+def _build(spec: EngineSpec, job: BuildJob) -> None:
+    source, target = job.paths(spec)
+    device = job.device
+    typed = tensorrt_onnx(spec.precision, source, target.with_suffix(".onnx"))
+    build_engine(typed, target, spec.precision, device["input_name"], device["sample_shape"], device["max_batch"],
+                 sequence_axis=device.get("sequence_axis", False))  # fmt: skip
+
+
+def device_figures(engine: Path, batch: Inputs, warmup_runs: int, runs: int) -> dict[str, Any]:
+    """The engine's build record, and GPU compute time per run (CUDA events, input already on the device)."""
+    from edgekd.measure.timing import summarize_ms
+
+    record = check_engine(engine)
+    samples = TensorrtRunner(engine).gpu_compute_ms(batch, warmup_runs, runs)
+    return {"build": record, "gpu_compute_ms": summarize_ms(samples).to_dict()}
+
+
+ENGINE = ArtifactFormat("tensorrt-engine")
+ENGINES = tuple(EngineSpec("tensorrt", precision, f"student-tensorrt-{precision}",
+                           f"tensorrt/student.{precision}.engine", ENGINE.name, "tensorrt", source)
+                for precision, source in (("fp32", FP32_ONNX), ("fp16", FP32_ONNX), ("int8", QDQ_ONNX)))  # fmt: skip
+
 RUNTIME = Runtime(name="tensorrt", package="tensorrt", extra="tensorrt", version=_version, load=_load,
-                  check=tensorrt_unavailable_reason)
+                  engines=ENGINES, build=_build, built_on_device=True, formats=(ENGINE,), check=tensorrt_status,
+                  joins_host=True, needs_symmetric_int8=True, device_facts=device_identity,
+                  device_figures=device_figures, providers=lambda: {"trtexec": trtexec_path()})  # fmt: skip

@@ -17,12 +17,10 @@ from typing import Any
 import edgekd
 from edgekd.errors import RecipeError, did_you_mean
 from edgekd.recipe import _build as build_typed  # the recipe's validator: key paths + did-you-mean
-from edgekd.runtimes import get_runtime
-from edgekd.runtimes.tensorrt_runtime import tensorrt_unavailable_reason
-from edgekd.targets.this_host import host_facts, is_jetson, isa_flags, nvidia_gpus
+from edgekd.runtimes import RUNTIMES, get_runtime, runtime_names, runtime_status
+from edgekd.targets.this_host import host_facts, is_jetson, isa_flags
 
 DEVICE_CLASSES = ("host", "x86", "jetson", "arm-sbc", "mobile")
-RUNTIME_NAMES = ("onnxruntime", "openvino", "tensorrt", "ort-mobile")
 PRECISIONS = ("fp32", "fp16", "int8")
 MOBILE_PROVIDERS = ("XNNPACK", "NNAPI", "CoreML", "CPU")
 
@@ -100,7 +98,7 @@ def _check_profile(p: Profile) -> None:
     _choice("device_class", p.device_class, DEVICE_CLASSES)
     _choice("openvino.inference_precision", p.openvino.inference_precision, ("auto", "f32"))
     _choice("mobile.optimization_style", p.mobile.optimization_style, ("Fixed", "Runtime"))
-    for key, values, choices in (("runtimes", p.runtimes, RUNTIME_NAMES), ("precisions", p.precisions, PRECISIONS),
+    for key, values, choices in (("runtimes", p.runtimes, runtime_names()), ("precisions", p.precisions, PRECISIONS),
                                  ("mobile.execution_providers", p.mobile.execution_providers, MOBILE_PROVIDERS)):
         for value in values:
             _choice(key, value, choices)
@@ -109,9 +107,12 @@ def _check_profile(p: Profile) -> None:
         (bool(p.batch_sizes) and all(b >= 1 for b in p.batch_sizes), "batch_sizes", "must be a list of ints >= 1"),
         (p.memory_bandwidth_gbps >= 0, "memory_bandwidth_gbps", "must be >= 0"),
         (all(getattr(p.peak_tops, k) >= 0 for k in PRECISIONS), "peak_tops", "figures must be >= 0"),
-        ("ort-mobile" not in p.runtimes or bool(p.mobile.execution_providers), "mobile.execution_providers",
-         "must name the providers the app registers when runtimes include 'ort-mobile'"),
     ]  # fmt: skip
+    for runtime in p.runtimes:  # what a runtime needs from the profiles that list it (ORT Mobile: the providers)
+        probe = get_runtime(runtime).profile_problem
+        problem = probe(p) if probe else None
+        if problem:
+            checks.append((False, *problem))
     for ok, key, why in checks:
         if not ok:
             raise RecipeError(f"profile key '{key}' {why}")
@@ -178,19 +179,11 @@ def load_profile(name_or_path: str | Path) -> Profile:
 
 
 def resolve_host(profile: Profile) -> Profile:
-    """The host profile plus TensorRT where an NVIDIA GPU and TensorRT are present."""
-    if "tensorrt" not in profile.runtimes and measurable_reason(replace(profile, runtimes=("tensorrt",))) is None:
-        return replace(profile, runtimes=(*profile.runtimes, "tensorrt"))
-    return profile
-
-
-def runtime_reason(name: str) -> str | None:
-    """None when `name` (a profile runtime) can build and run here, else why not."""
-    if name == "ort-mobile":
-        return get_runtime("onnxruntime").unavailable_reason()
-    if name == "tensorrt":
-        return tensorrt_unavailable_reason()  # says "no GPU" before "not installed"
-    return get_runtime(name).unavailable_reason()
+    """The host profile plus the runtimes that join it wherever they are usable (TensorRT where an NVIDIA GPU
+    and TensorRT are present)."""
+    joining = tuple(name for name, runtime in RUNTIMES.items() if runtime.joins_host and name not in profile.runtimes
+                    and measurable_reason(replace(profile, runtimes=(name,))) is None)  # fmt: skip
+    return replace(profile, runtimes=(*profile.runtimes, *joining)) if joining else profile
 
 
 def device_mismatch_reason(profile: Profile) -> str | None:
@@ -216,10 +209,8 @@ def measurable_reason(profile: Profile) -> str | None:
     reason = device_mismatch_reason(profile)
     if reason:
         return reason
-    for runtime in profile.runtimes:
-        reason = runtime_reason(runtime)
+    for runtime in profile.runtimes:  # a runtime that needs a GPU says so first (TensorRT: "no NVIDIA GPU")
+        reason = runtime_status(runtime).why_not
         if reason:
             return reason
-    if "tensorrt" in profile.runtimes and not nvidia_gpus():
-        return "no NVIDIA GPU found (nvidia-smi)"
     return None
