@@ -26,6 +26,7 @@ from edgekd.measure.graph import count_macs, files_on_disk
 from edgekd.measure.rows import precision_mismatch
 from edgekd.measure.timing import time_rounds
 from edgekd.recipe import MEASURE_PRESETS, load_recipe
+from edgekd.report.model import Row
 from edgekd.runtimes.base import TimedCall
 
 
@@ -136,8 +137,8 @@ def test_fidelity_figures_by_hand():
 
 
 def _row(name, accuracy, source, fmt="onnx", precision="fp32", runtime="onnxruntime", role="student", **extra):
-    return {"artifact": name, "status": "ok", "accuracy": accuracy, "source": source, "format": fmt,
-            "precision": precision, "runtime": runtime, "role": role, **extra}  # fmt: skip
+    return Row(artifact=name, status="ok", accuracy=accuracy, source=source, format=fmt, precision=precision,
+               runtime=runtime, role=role, path="", params=0, target="host", threads=1, **extra)  # fmt: skip
 
 
 def test_stage_drops_follow_the_chain_and_add_up_to_the_total():
@@ -147,14 +148,15 @@ def test_stage_drops_follow_the_chain_and_add_up_to_the_total():
         _row("onnx", 0.84, "student"),
         _row("int8", 0.80, "onnx", precision="int8", quantization="static"),
         _row("ov-int8", 0.81, "int8", fmt="openvino-ir", precision="int8", runtime="openvino"),
-        {"artifact": "ov-fp32", "status": "skipped", "source": "onnx"},
+        Row(artifact="ov-fp32", status="skipped", source="onnx", role="student", path="", format="openvino-ir",
+            runtime="openvino", precision="fp32", params=0, target="host", threads=1),
         _row("trt", 0.79, "ov-fp32", fmt="tensorrt", runtime="tensorrt"),  # its source was not measured
     ]
     drops = drop_by_stage(rows, teacher_value=0.90)
     assert drops["ov-int8"] == pytest.approx({"distillation": 5.0, "export": 1.0, "quantization": 4.0,
                                               "engine": -1.0})  # fmt: skip
     for name in ("student", "onnx", "int8", "ov-int8"):
-        total = (0.90 - next(r for r in rows if r["artifact"] == name)["accuracy"]) * 100
+        total = (0.90 - next(r for r in rows if r.artifact == name).accuracy) * 100
         assert sum(drops[name].values()) == pytest.approx(total, abs=1e-9), name
     assert drops["trt"] is None  # a broken chain is not split (it would hide where the drop came from)
     assert "teacher" not in drops

@@ -24,6 +24,7 @@ from edgekd.fileio import atomic_path
 from edgekd.pipeline.layout import CALIBRATION_SAMPLES, FP16_ONNX, FP32_ONNX, MOBILE_CONFIG, QDQ_ONNX
 from edgekd.quantize.calibration import check_calibration
 from edgekd.quantize.ort_int8 import calibration_feeds, is_transformer_graph
+from edgekd.report.model import Row
 from edgekd.runtimes.openvino_runtime import build_int8_ir_nncf, build_ir
 from edgekd.samples import load_inputs
 from edgekd.targets.profiles import Profile, measurable_reason
@@ -253,11 +254,8 @@ def proxy_note(profile: Profile) -> str:
             f"the app registers {', '.join(profile.mobile.execution_providers)}")  # fmt: skip
 
 
-def skipped_row(artifact: Artifact, target: str, reason: str, threads: int, batch_size: int) -> dict[str, Any]:
-    row = {"artifact": artifact.name, **artifact.to_dict(), "target": target, "threads": threads,
-           "batch_size": batch_size, "status": "skipped", "reason": reason}  # fmt: skip
-    del row["name"]
-    return row
+def skipped_row(artifact: Artifact, target: str, reason: str, threads: int, batch_size: int) -> Row:
+    return Row.of(artifact, target, threads, batch_size=batch_size, status="skipped", reason=reason)
 
 
 def device_only_reason(profile: Profile, bundle: Path) -> str:

@@ -17,6 +17,7 @@ from edgekd.measure.rows import MeasureSettings, TeacherReference, measure_rows
 from edgekd.pipeline.progress import step
 from edgekd.pipeline.stages import stage_key, timed_stage
 from edgekd.recipe import Recipe
+from edgekd.report.model import Row
 from edgekd.runtimes import get_runtime
 from edgekd.samples import Inputs
 from edgekd.targets.profiles import OpenvinoSection, Profile, load_profile
@@ -135,10 +136,10 @@ def target_rows(
     reference: TeacherReference,
     params: int,
     metric: str,
-) -> list[dict[str, Any]]:
+) -> list[Row]:
     """Rows for the non-host targets: mobile models measured here as labelled proxies, and `skipped` rows
     (with the command to run on the device) for everything a device has to build or measure itself."""
-    rows: list[dict[str, Any]] = []
+    rows: list[Row] = []
     for profile in profiles:
         if profile.device_class == "host":
             continue
@@ -149,7 +150,7 @@ def target_rows(
             measured = measure_rows(artifacts, run_dir, task.inputs("test"), task.y_test, proxy, task.num_classes,
                                     reference=reference, metric=metric)  # fmt: skip
             for row in measured:
-                row.update(proxy=engines_build.proxy_note(profile), mobile=engines_build.mobile_settings(profile))
+                row.extend(proxy=engines_build.proxy_note(profile), mobile=engines_build.mobile_settings(profile))
             rows += measured
             continue
         reason = engines_build.device_only_reason(profile, run_dir / "bundle")
