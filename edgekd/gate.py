@@ -83,6 +83,7 @@ class BudgetSpec:
 
 
 def _budgets(*specs: tuple[Any, ...]) -> dict[str, BudgetSpec]:
+    """The table below: (name, figure's name, help[, kind[, unit, scale where the budget reads it otherwise]])."""
     return {spec[0]: BudgetSpec(spec[0], FIGURES[spec[1]], *spec[2:]) for spec in specs}
 
 

@@ -110,6 +110,10 @@ def test_a_run_reports_rows_in_the_types_field_order(quick_run):
         assert positions == sorted(positions), row["artifact"]  # ...in the type's order
 
 
+def test_the_row_type_and_the_schema_name_the_same_fields():
+    assert {f.name for f in fields(Row)} == set(report_schema()["$defs"]["row"]["properties"])
+
+
 def test_one_table_of_figures_behind_compare_and_the_gate():
     row_fields = report_schema()["$defs"]["row"]["properties"]
     for figure in FIGURES.values():

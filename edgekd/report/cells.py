@@ -6,11 +6,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from edgekd.measure.quality import ACCURACY, DROP_FIGURES, METRIC_FIGURES, STAGES, metric_drop, report_metric
+from edgekd.measure.quality import (
+    ACCURACY,
+    DROP_FIGURES,
+    METRIC_FIGURES,
+    STAGES,
+    TEACHER_COSINE,
+    metric_drop,
+    report_metric,
+)
 from edgekd.report.figures import FIGURES
 
 HEAD = ("artifact", "target", "runtime", "precision", "status", "flags")
-AGREEMENT = {ACCURACY: "teacher_agreement"}  # embeddings: leave-one-out 1-NN accuracy on the test labels
+AGREEMENT = {ACCURACY: "teacher_agreement", TEACHER_COSINE: "neighbour_accuracy"}  # embeddings: 1-NN on the labels
 
 
 def measured_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -25,7 +33,7 @@ def estimate_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 def measured_columns(metric: str) -> tuple[str, ...]:
     """The measured table's columns (HEAD, then figures by name): the task metric's figures where it has them."""
-    quality = (METRIC_FIGURES[metric].name, DROP_FIGURES[metric].name, AGREEMENT.get(metric, "neighbour_accuracy"))
+    quality = (METRIC_FIGURES[metric].name, DROP_FIGURES[metric].name, AGREEMENT[metric])
     return (*HEAD, "size_bytes", "params", "flops", *quality, "mean_kl", "p50_ms", "p90_ms", "p99_ms", "spread",
             "throughput_per_s", "peak_rss_bytes")  # fmt: skip
 
@@ -60,8 +68,9 @@ def _peak_rss(row: dict[str, Any]) -> str:
 
 
 def _flops(row: dict[str, Any]) -> str:
-    flops = FIGURES["flops"].value(row)
-    return "-" if flops is None else f"{flops * FIGURES['flops'].scale:.3f}"
+    figure = FIGURES["flops"]  # counted FLOPs, shown in millions
+    flops = figure.value(row)
+    return "-" if flops is None else format(flops * figure.scale, figure.fmt)
 
 
 # figures whose cell is more than their value in a format

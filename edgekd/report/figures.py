@@ -62,7 +62,7 @@ FIGURES: dict[str, Figure] = {
     figure.name: figure
     for figure in (
         Figure("size_bytes", ("size_bytes",), "B", LOWER, "size"),  # bytes on disk are exact
-        Figure("params", ("params",), "", LOWER, "params", fmt=","),
+        Figure("params", ("params",), "", LOWER, "params"),
         Figure("flops", ("flops",), "MFLOPs", LOWER, "MFLOPs", 1e-6, fmt=".3f"),
         Figure("accuracy", ("accuracy",), "%", HIGHER, "accuracy", 100.0, fmt=".2%"),  # exact on the same split
         Figure("accuracy_drop", ("accuracy_drop",), "pts", LOWER, "drop (pts)", fmt="+.2f"),
