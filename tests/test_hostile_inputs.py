@@ -26,6 +26,7 @@ from edgekd.models.checkpoint import load_checkpoint
 from edgekd.models.user import read_state_dict
 from edgekd.pipeline.identity import check_same_models
 from edgekd.recipe import load_recipe
+from edgekd.report.model import Row
 from tests.conftest import run_cli
 
 # --- 7. every value checked before the first stage ---------------------------------------------------------
@@ -96,14 +97,16 @@ def test_the_gate_fails_closed_on_an_unknown_budget_in_the_reports_recipe(quick_
 
 
 def test_no_student_row_measured_names_the_input_expected_against_actual():
-    rows = [{"artifact": "teacher", "role": "teacher", "status": "ok", "reason": ""},
-            {"artifact": "student", "role": "student", "status": "failed", "reason": "Got invalid dimensions"},
-            {"artifact": "student-onnx-fp32", "role": "student", "status": "skipped", "reason": "x"}]  # fmt: skip
+    def row(name: str, role: str, status: str, reason: str) -> Row:
+        return Row(artifact=name, role=role, status=status, reason=reason, path="", format="onnx",
+                   runtime="onnxruntime", precision="fp32", params=0, target="host", threads=1)  # fmt: skip
+    rows = [row("teacher", "teacher", "ok", ""), row("student", "student", "failed", "Got invalid dimensions"),
+            row("student-onnx-fp32", "student", "skipped", "x")]  # fmt: skip
     spec = {"name": "pixels", "shape": ["batch", 1, 8, 8], "dtype": "float32"}
     with pytest.raises(StageError, match=r"student: Got invalid dimensions.*'pixels' is \['batch', 1, 8, 8\] "
                                          r"float32, the eval samples are \[5, 64\] float64"):  # fmt: skip
         require_a_measured_row(rows, spec, np.zeros((5, 64)))
-    rows[2]["status"] = "ok"
+    rows[2].status = "ok"
     require_a_measured_row(rows, spec, np.zeros((5, 64)))  # one measured row: fine
 
 

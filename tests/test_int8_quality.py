@@ -72,7 +72,8 @@ def test_static_int8_of_an_outlier_model_is_flagged_and_never_recommended(outlie
     labels = torch_outputs[120:].argmax(axis=1)
     settings = MeasureSettings(timing_policy("quick"), 4, 1, 1, isolation="in-process")
     reference = TeacherReference.of(torch_outputs[120:], labels, ACCURACY, student_outputs=torch_outputs[120:])
-    rows = measure_rows(artifacts, directory, test, labels, settings, 10, reference=reference)
+    rows = [row.to_json() for row in measure_rows(artifacts, directory, test, labels, settings, 10,
+                                                  reference=reference)]  # fmt: skip
     by_name = {row["artifact"]: row for row in rows}
     int8, fp32 = by_name["student-onnx-int8-static"], by_name["student-onnx-fp32"]
     assert int8["student_parity"]["top1_agreement"] < 0.9  # it really collapsed, measured through ONNX Runtime

@@ -27,6 +27,7 @@ from edgekd.measure.rows import precision_mismatch
 from edgekd.measure.timing import time_rounds
 from edgekd.recipe import load_recipe
 from edgekd.recipe_checks import MEASURE_PRESETS
+from edgekd.report.model import Row
 from edgekd.runtimes.base import TimedCall
 
 
@@ -137,8 +138,8 @@ def test_fidelity_figures_by_hand():
 
 
 def _row(name, accuracy, source, fmt="onnx", precision="fp32", runtime="onnxruntime", role="student", **extra):
-    return {"artifact": name, "status": "ok", "accuracy": accuracy, "source": source, "format": fmt,
-            "precision": precision, "runtime": runtime, "role": role, **extra}  # fmt: skip
+    return Row(artifact=name, status="ok", accuracy=accuracy, source=source, format=fmt, precision=precision,
+               runtime=runtime, role=role, path="", params=0, target="host", threads=1, **extra)  # fmt: skip
 
 
 def test_stage_drops_follow_the_chain_and_add_up_to_the_total():
@@ -148,7 +149,8 @@ def test_stage_drops_follow_the_chain_and_add_up_to_the_total():
         _row("onnx", 0.84, "student"),
         _row("int8", 0.80, "onnx", precision="int8", quantization="static"),
         _row("ov-int8", 0.81, "int8", fmt="openvino-ir", precision="int8", runtime="openvino"),
-        {"artifact": "ov-fp32", "status": "skipped", "source": "onnx"},
+        Row(artifact="ov-fp32", status="skipped", source="onnx", role="student", path="", format="openvino-ir",
+            runtime="openvino", precision="fp32", params=0, target="host", threads=1),
         _row("trt", 0.79, "ov-fp32", fmt="tensorrt", runtime="tensorrt"),  # its source was not measured
     ]
     drops = drop_by_stage(rows, teacher_value=0.90)

@@ -97,10 +97,10 @@ def test_in_process_mode_and_a_broken_artifact(quick_run, tmp_path):
                                    batch_sizes=(1, 4), openvino_throughput=False)  # fmt: skip
         rows = measure_rows([onnx, broken], quick_run, inputs, labels, settings, 10, reference=reference)
         ok, failed = rows
-        assert ok["status"] == "ok" and ok["isolation"] == isolation
-        assert ok["accuracy"] == _rows(quick_run)["student-onnx-fp32"]["accuracy"]
-        assert (ok["memory"]["peak_rss_bytes"] is None) == (isolation == "in-process")
-        assert failed["status"] == "failed" and "missing.onnx" in failed["reason"], failed["reason"]
+        assert ok.status == "ok" and ok.isolation == isolation
+        assert ok.accuracy == _rows(quick_run)["student-onnx-fp32"]["accuracy"]
+        assert (ok.memory["peak_rss_bytes"] is None) == (isolation == "in-process")
+        assert failed.status == "failed" and "missing.onnx" in failed.reason, failed.reason
 
 
 def test_unknown_isolation_is_refused():

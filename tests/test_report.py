@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from edgekd.report.document import SCHEMA_VERSION, load_report, render_markdown, validate_report
+from edgekd.report.document import SCHEMA_VERSION, load_report, validate_report
 from edgekd.report.html import render_html
+from edgekd.report.markdown import render_markdown
 from tests.conftest import run_cli
 
 FIXTURE_1_0 = Path(__file__).parent / "fixtures" / "report-1.0.json"

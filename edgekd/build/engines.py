@@ -15,6 +15,7 @@ from typing import Any
 from edgekd.build.artifacts import Artifact
 from edgekd.errors import StageError
 from edgekd.pipeline.layout import FP32_ONNX, QDQ_ONNX
+from edgekd.report.model import Row
 from edgekd.runtimes import engine_specs, get_runtime
 from edgekd.runtimes.base import BuildJob, EngineSpec
 from edgekd.targets.profiles import Profile, measurable_reason
@@ -62,11 +63,8 @@ def build_engine(spec: EngineSpec, source_dir: Path, out_dir: Path, profile: Pro
     runtime.build(spec, BuildJob(source_dir, out_dir, profile, device))
 
 
-def skipped_row(artifact: Artifact, target: str, reason: str, threads: int, batch_size: int) -> dict[str, Any]:
-    row = {"artifact": artifact.name, **artifact.to_dict(), "target": target, "threads": threads,
-           "batch_size": batch_size, "status": "skipped", "reason": reason}  # fmt: skip
-    del row["name"]
-    return row
+def skipped_row(artifact: Artifact, target: str, reason: str, threads: int, batch_size: int) -> Row:
+    return Row.of(artifact, target, threads, batch_size=batch_size, status="skipped", reason=reason)
 
 
 def device_only_reason(profile: Profile, bundle: Path) -> str:

@@ -12,7 +12,7 @@ from edgekd.cli.profile_cmd import render_estimates
 from edgekd.errors import RecipeError
 from edgekd.pipeline.rundirs import check_run_name
 from edgekd.recipe import load_recipe
-from edgekd.report.document import render_table
+from edgekd.report.terminal import render_table
 
 
 def distill_and_export(

@@ -1,12 +1,15 @@
 """`edgekd gate`: fail a CI build when a report breaks its budgets.
 
 Exit 0 pass, 1 fail, 2 usage or malformed input, 3 inconclusive (`--inconclusive pass|fail` decides instead).
+The budget options (--max-p95-ms, ...) are made from the gate's table of budgets, one per entry, with its help.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ from rich.table import Table
 from edgekd.cli.gate_output import publish_to_ci, verdict_document, write_junit
 from edgekd.errors import EdgekdError
 from edgekd.gate import (
+    BUDGET_SPECS,
     FAIL,
     INCONCLUSIVE,
     PASS,
@@ -38,6 +42,19 @@ from edgekd.targets.profiles import load_profile
 INCONCLUSIVE_POLICIES = (PASS, FAIL)
 
 
+def with_budget_options(command: Callable[..., None]) -> Callable[..., None]:
+    """`command` with one option per budget of the gate's table (--max-p95-ms, ...), placed before --json, each
+    with its help: typer reads the options from the signature set here, and passes them in `**budget_flags`."""
+    fixed = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inspect.signature(command).parameters.values()
+             if p.kind is not inspect.Parameter.VAR_KEYWORD]  # fmt: skip
+    budgets = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=float,
+                                 default=typer.Option(None, help=spec.help)) for name, spec in BUDGET_SPECS.items()]
+    *options, last = fixed
+    command.__signature__ = inspect.Signature([*options, *budgets, last])  # type: ignore[attr-defined]
+    return command
+
+
+@with_budget_options
 def gate(
     report: Path = typer.Argument(..., help="report.json, or the run directory that holds it."),
     profile: str = typer.Option(None, "--profile", "-p", help="Check this target's rows against the profile's "
@@ -56,28 +73,8 @@ def gate(
     junit: Path = typer.Option(None, "--junit", help="Write a JUnit XML file: one test case per check."),
     artifact: list[str] = typer.Option([], "--artifact", "-a", help="Glob of rows to check (repeatable). "
                                        "Default: every student row."),
-    max_accuracy_drop: float = typer.Option(None, help="Max accuracy drop against the teacher, points."),
-    min_accuracy: float = typer.Option(None, help="Min accuracy, percent."),
-    min_teacher_agreement: float = typer.Option(None, help="Min top-1 agreement with the teacher, percent."),
-    min_teacher_cosine: float = typer.Option(None, help="Min mean cosine of the outputs with the teacher's "
-                                             "(-1 to 1): the budget for embedding encoders."),
-    min_neighbour_accuracy: float = typer.Option(None, help="Min 1-nearest-neighbour accuracy of an embedding "
-                                                 "encoder on labelled eval samples, percent."),
-    max_p50_ms: float = typer.Option(None, help="Max median latency at batch 1, ms."),
-    max_p90_ms: float = typer.Option(None, help="Max p90 latency at batch 1, ms."),
-    max_p95_ms: float = typer.Option(None, help="Max p95 latency at batch 1, ms."),
-    max_p99_ms: float = typer.Option(None, help="Max p99 latency at batch 1, ms."),
-    min_throughput_per_s: float = typer.Option(None, help="Min throughput, samples per second."),
-    max_size_mb: float = typer.Option(None, help="Max artifact size on disk, MB (10^6 bytes)."),
-    max_p50_increase_pct: float = typer.Option(None, help="Max p50 increase over the baseline row, percent."),
-    max_p95_increase_pct: float = typer.Option(None, help="Max p95 increase over the baseline row, percent."),
-    max_size_increase_pct: float = typer.Option(None, help="Max size increase over the baseline row, percent."),
-    max_accuracy_loss_pts: float = typer.Option(None, help="Max accuracy loss against the baseline row, points."),
-    max_teacher_cosine_loss: float = typer.Option(None, help="Max loss of cosine to the teacher against the "
-                                                  "baseline row (embedding encoders)."),
-    min_speedup_vs_teacher: float = typer.Option(None, help="Min speed-up of p50 over the teacher measured in "
-                                                 "the same run (e.g. 3 = three times as fast)."),
     as_json: bool = typer.Option(False, "--json", help="Print the verdicts as JSON."),
+    **budget_flags: float | None,
 ) -> None:
     """Check a report against budgets; name every row, budget and measured value that breaks one.
 
@@ -85,24 +82,13 @@ def gate(
     appended to $GITHUB_STEP_SUMMARY and each failed check is annotated."""
     if inconclusive is not None and inconclusive not in INCONCLUSIVE_POLICIES:
         raise EdgekdError(f"--inconclusive '{inconclusive}' is not a policy: use 'pass' or 'fail'")
-    flags = {
-        "max_accuracy_drop": max_accuracy_drop, "min_accuracy": min_accuracy,
-        "min_teacher_agreement": min_teacher_agreement, "min_teacher_cosine": min_teacher_cosine,
-        "min_neighbour_accuracy": min_neighbour_accuracy,
-        "max_p50_ms": max_p50_ms, "max_p90_ms": max_p90_ms,
-        "max_p95_ms": max_p95_ms, "max_p99_ms": max_p99_ms, "min_throughput_per_s": min_throughput_per_s,
-        "max_size_mb": max_size_mb, "max_p50_increase_pct": max_p50_increase_pct,
-        "max_p95_increase_pct": max_p95_increase_pct, "max_size_increase_pct": max_size_increase_pct,
-        "max_accuracy_loss_pts": max_accuracy_loss_pts, "max_teacher_cosine_loss": max_teacher_cosine_loss,
-        "min_speedup_vs_teacher": min_speedup_vs_teacher,
-    }  # fmt: skip
     checked = _candidate_report(report, rebench_from)
     target = load_profile(profile) if profile else None
     # later layers override earlier ones: profile defaults, the run's recipe [budgets], a budgets file, flags
     budgets = profile_budgets(target, report_metric(checked)) if target and checked else {}
     budgets.update(recipe_budgets(checked) if checked else {})
     budgets.update(load_budgets(budgets_file) if budgets_file else {})
-    budgets.update({k: v for k, v in flags.items() if v is not None})
+    budgets.update({k: v for k, v in budget_flags.items() if v is not None})
     if not budgets and target and checked and report_metric(checked) == TEACHER_COSINE:
         raise EdgekdError(f"profile '{target.name}' has no default budget that applies to this report: it is of an "
                           "embedding encoder, which has no accuracy; pass e.g. --min-teacher-cosine 0.98")  # fmt: skip

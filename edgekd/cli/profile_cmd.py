@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from edgekd.report.document import render_table
+from edgekd.report.terminal import render_table
 from edgekd.targets.profiles import load_profile
 
 

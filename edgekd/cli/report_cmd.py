@@ -20,8 +20,10 @@ from edgekd.report.compare import (
     render_compare_markdown,
     summary,
 )
-from edgekd.report.document import load_report, render_markdown, render_table
+from edgekd.report.document import load_report
 from edgekd.report.html import render_compare_html, render_html
+from edgekd.report.markdown import render_markdown
+from edgekd.report.terminal import render_table
 
 
 class Format(StrEnum):

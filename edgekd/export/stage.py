@@ -4,7 +4,7 @@ ONNX Runtime runs fastest, chosen by measurement."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnx
 import torch
@@ -18,6 +18,9 @@ from edgekd.recipe import ExportSection
 from edgekd.runtimes import get_runtime
 from edgekd.runtimes.pytorch_runtime import runner_for_module
 from edgekd.tasks import TaskData
+
+if TYPE_CHECKING:
+    from edgekd.report.model import Row
 
 GRAPH_CHOICE_VERSION = 1  # bump when the candidates change, so finished runs choose again
 
@@ -64,11 +67,10 @@ def has_graph_choice(task: TaskData, student: torch.nn.Module) -> bool:
     return bool(task.sequence_axis) and hasattr(student, "hf")
 
 
-def parity_failure(rows: list[dict[str, Any]], parity: dict[str, Any]) -> None:
+def parity_failure(rows: list[Row], parity: dict[str, Any]) -> None:
     """A failed parity check is reported on the ONNX row, never hidden."""
     if parity["passed"]:
         return
     for row in rows:
-        if row["artifact"] == "student-onnx-fp32" and row["status"] == "ok":
-            row.update(status="failed", reason=(f"parity: max |onnx - pytorch| {parity['max_abs_diff']:.3g} "
-                                                f"> atol {parity['atol']:.3g}"))  # fmt: skip
+        if row.artifact == "student-onnx-fp32" and row.ok:
+            row.fail(f"parity: max |onnx - pytorch| {parity['max_abs_diff']:.3g} > atol {parity['atol']:.3g}")

@@ -16,17 +16,22 @@ drop is how far a row's embeddings moved from the teacher's, in points of cosine
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgekd.report.figures import FIGURES
 from edgekd.runtimes.base import Runner
 from edgekd.samples import Inputs, count, take
+
+if TYPE_CHECKING:
+    from edgekd.report.model import Parity, Row
 
 STAGES = ("distillation", "export", "quantization", "engine")
 
 ACCURACY, TEACHER_COSINE = "accuracy", "teacher_cosine"
-METRIC_PATHS = {ACCURACY: ("accuracy",), TEACHER_COSINE: ("fidelity", "mean_cosine")}  # where a row holds it
+METRIC_FIGURES = {ACCURACY: FIGURES["accuracy"], TEACHER_COSINE: FIGURES["teacher_cosine"]}  # a row's metric
+DROP_FIGURES = {ACCURACY: FIGURES["accuracy_drop"], TEACHER_COSINE: FIGURES["cosine_drop"]}  # teacher minus row
 METRIC_LABELS = {ACCURACY: "accuracy", TEACHER_COSINE: "cosine to teacher"}
 
 
@@ -38,15 +43,15 @@ COLLAPSE_TOP1_AGREEMENT = 0.99
 COLLAPSE_COSINE = 0.99
 
 
-def quality_collapse(parity: Mapping[str, float], metric: str) -> str | None:
+def quality_collapse(parity: Parity, metric: str) -> str | None:
     """A sentence when a row's fidelity to the fp32 student (`student_parity`) is below the threshold, else None."""
-    if metric == ACCURACY and "top1_agreement" in parity:
-        if parity["top1_agreement"] < COLLAPSE_TOP1_AGREEMENT:
-            return (f"top-1 agreement with the fp32 student is {parity['top1_agreement'] * 100:.1f}% "
+    if metric == ACCURACY and parity.top1_agreement is not None:
+        if parity.top1_agreement < COLLAPSE_TOP1_AGREEMENT:
+            return (f"top-1 agreement with the fp32 student is {parity.top1_agreement * 100:.1f}% "
                     f"(< {COLLAPSE_TOP1_AGREEMENT * 100:.0f}%): this artifact does not compute what the student does")
         return None
-    if metric != ACCURACY and parity["mean_cosine"] < COLLAPSE_COSINE:
-        return (f"mean cosine to the fp32 student's embeddings is {parity['mean_cosine']:.4f} (< {COLLAPSE_COSINE}): "
+    if metric != ACCURACY and parity.mean_cosine < COLLAPSE_COSINE:
+        return (f"mean cosine to the fp32 student's embeddings is {parity.mean_cosine:.4f} (< {COLLAPSE_COSINE}): "
                 "this artifact does not compute what the student does")
     return None
 
@@ -61,26 +66,14 @@ def report_metric(report: Mapping[str, Any]) -> str:
     return report.get("task", {}).get("metric", ACCURACY)
 
 
-def row_value(row: Mapping[str, Any], path: tuple[str, ...]) -> float | None:
-    """The number at `path` in a row (e.g. ("latency_ms", "p95")), or None where this report did not record it."""
-    value: Any = row
-    for part in path:
-        if not isinstance(value, Mapping) or value.get(part) is None:
-            return None
-        value = value[part]
-    return float(value)
-
-
 def metric_value(row: Mapping[str, Any], metric: str) -> float | None:
-    return row_value(row, METRIC_PATHS[metric])
+    """A report row's task metric: accuracy, or for embeddings cosine to the teacher."""
+    return METRIC_FIGURES[metric].value(row)
 
 
 def metric_drop(row: Mapping[str, Any], metric: str) -> float | None:
     """Teacher minus row in points: the accuracy drop, or for embeddings (1 - cosine to teacher) x 100."""
-    if metric == ACCURACY:
-        return row.get("accuracy_drop")
-    value = metric_value(row, metric)
-    return None if value is None else round((1.0 - value) * 100, 4)
+    return DROP_FIGURES[metric].value(row)
 
 
 def predict(runner: Runner, inputs: Inputs, batch_size: int) -> np.ndarray:
@@ -139,42 +132,40 @@ def fidelity(logits: np.ndarray, teacher_logits: np.ndarray, metric: str = ACCUR
     }
 
 
-def stage_of(row: Mapping[str, Any], parent: Mapping[str, Any] | None) -> str:
+def stage_of(row: Row, parent: Row | None) -> str:
     """Which stage the step parent -> row belongs to (parent None: the teacher itself)."""
-    if parent is None or parent.get("role") == "teacher":
-        return "distillation" if row.get("format") == "pytorch" else "export"
-    if parent.get("format") == "pytorch":
+    if parent is None or parent.role == "teacher":
+        return "distillation" if row.format == "pytorch" else "export"
+    if parent.format == "pytorch":
         return "export"
-    if row.get("precision") != parent.get("precision") or (row.get("quantization") and not parent.get("quantization")):
+    if row.precision != parent.precision or (row.quantization and not parent.quantization):
         return "quantization"
     return "engine"
 
 
-def drop_by_stage(
-    rows: list[dict[str, Any]], teacher_value: float, metric: str = ACCURACY
-) -> dict[str, dict[str, float] | None]:
+def drop_by_stage(rows: list[Row], teacher_value: float, metric: str = ACCURACY) -> dict[str, dict[str, float] | None]:
     """For each measured row, the drop of `metric` in points per stage along its source chain (None if the chain
     breaks). `teacher_value` is the teacher's accuracy, or 1.0 for cosine to the teacher.
 
     A chain breaks when an artifact on it was not measured (skipped or failed): its step cannot be told apart.
     """
-    by_name = {row["artifact"]: row for row in rows if row.get("status") == "ok"}
+    by_name = {row.artifact: row for row in rows if row.ok}
     result: dict[str, dict[str, float] | None] = {}
     for row in rows:
-        if row.get("status") != "ok" or row.get("role") == "teacher":
+        if not row.ok or row.role == "teacher":
             continue
         stages = dict.fromkeys(STAGES, 0.0)
         child, broken = row, False
         for _ in range(len(rows) + 1):  # a source cycle cannot loop forever
-            source = child.get("source")
+            source = child.source
             parent = by_name.get(source) if source else None
             if source and parent is None:
                 broken = True
                 break
-            parent_value = teacher_value if parent is None else metric_value(parent, metric)
-            stages[stage_of(child, parent)] += (parent_value - metric_value(child, metric)) * 100
-            if parent is None or parent.get("role") == "teacher":
+            parent_value = teacher_value if parent is None else parent.value(METRIC_FIGURES[metric])
+            stages[stage_of(child, parent)] += (parent_value - child.value(METRIC_FIGURES[metric])) * 100
+            if parent is None or parent.role == "teacher":
                 break
             child = parent
-        result[row["artifact"]] = None if broken else stages
+        result[row.artifact] = None if broken else stages
     return result

@@ -23,6 +23,7 @@ from edgekd.fileio import remove_stale_temp_dirs
 from edgekd.measure.graph import count_macs, files_on_disk
 from edgekd.measure.quality import ACCURACY, TEACHER_COSINE, quality_collapse
 from edgekd.measure.worker import MeasureJob, run_in_subprocess, run_job
+from edgekd.report.model import GRAPH_COST, Fidelity, Parity, Row, Timing
 from edgekd.runtimes import format_of
 from edgekd.samples import Inputs, save_inputs
 
@@ -106,7 +107,7 @@ def measure_rows(
     metric: str = ACCURACY,
     keep_outputs: dict[str, np.ndarray] | None = None,
     factories: dict[str, tuple[str, dict[str, Any]]] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Row]:
     """One row per artifact. Without `reference`, the teacher artifact (listed first) provides it. `metric`
     is the task's (accuracy, or cosine to the teacher for embedding encoders, whose rows carry no accuracy).
     `keep_outputs`, when given, receives each measured artifact's outputs on `inputs` by name. `factories`: the
@@ -119,16 +120,15 @@ def measure_rows(
         workdir = Path(tmp)
         save_inputs(workdir / "inputs.npz", inputs, "input")
         for artifact in artifacts:
-            row: dict[str, Any] = {"artifact": artifact.name, **artifact.to_dict(), "target": settings.target,
-                                   "threads": settings.threads}  # fmt: skip
-            del row["name"]
             if artifact.name in skipped:
-                rows.append({**row, "status": "skipped", "reason": skipped[artifact.name], "flags": []})
+                rows.append(Row.of(artifact, settings.target, settings.threads, status="skipped",
+                                   reason=skipped[artifact.name], flags=[]))  # fmt: skip
                 continue
             factory = (factories or {}).get(artifact.name)
             result = _measure_one(artifact, run_dir, workdir, settings, num_classes, factory)
             if result["status"] != "ok":
-                rows.append({**row, "status": "failed", "reason": result["reason"], "flags": []})
+                rows.append(Row.of(artifact, settings.target, settings.threads, status="failed",
+                                   reason=result["reason"], flags=[]))  # fmt: skip
                 continue
             outputs = np.load(workdir / f"{artifact.name}.outputs.npy")
             if keep_outputs is not None:
@@ -140,14 +140,14 @@ def measure_rows(
             quality = _quality(outputs, labels, reference, metric)
             if student_outputs is not None and artifact.role == "student" and artifact.name != STUDENT:
                 quality["student_parity"] = student_parity(outputs, student_outputs, metric)
-            figures = _row_figures(artifact, run_dir, result, quality)
-            collapse = parity_collapse(quality.get("student_parity"))
+            row = _measured_row(artifact, run_dir, settings, result, quality)
+            collapse = parity_collapse(row.student_parity)
             if collapse:
-                figures["flags"].append(_flag("parity-collapse", collapse))
-            rows.append({**row, **figures})
+                row.flag("parity-collapse", collapse)
+            rows.append(row)
     if reference is None:
-        teacher_row = next((r for r in rows if r.get("role") == "teacher"), None)
-        why = f": {teacher_row['reason']}" if teacher_row else ""
+        teacher_row = next((r for r in rows if r.role == "teacher"), None)
+        why = f": {teacher_row.reason}" if teacher_row else ""
         raise StageError(f"measure: the teacher could not be measured{why}; without it there is no accuracy drop")
     _add_stage_drops(rows, reference, metric)
     _add_comparison_flags(rows)
@@ -155,27 +155,25 @@ def measure_rows(
     return rows
 
 
-def require_a_measured_row(rows: list[dict[str, Any]], input_spec: dict[str, Any], inputs: np.ndarray) -> None:
+def require_a_measured_row(rows: list[Row], input_spec: dict[str, Any], inputs: np.ndarray) -> None:
     """A run where no student row was measured has nothing to report: a StageError (exit 1) with the first
     row's reason and the input the model expects against the samples it was given."""
-    students = [r for r in rows if r.get("role") != "teacher"]
-    if not students or any(r["status"] == "ok" for r in students):
+    students = [r for r in rows if r.role != "teacher"]
+    if not students or any(r.ok for r in students):
         return
-    first = next((r for r in students if r["status"] == "failed"), students[0])
-    raise StageError(f"measure: no artifact could be measured ({first['artifact']}: {first['reason']}); the model's "
+    first = next((r for r in students if r.status == "failed"), students[0])
+    raise StageError(f"measure: no artifact could be measured ({first.artifact}: {first.reason}); the model's "
                      f"input '{input_spec['name']}' is {list(input_spec['shape'])} {input_spec['dtype']}, the eval "
                      f"samples are {list(inputs.shape)} {inputs.dtype}. The report is written; fix the cause and run "
                      "again")  # fmt: skip
 
 
-def student_parity(outputs: np.ndarray, student_outputs: np.ndarray, metric: str) -> dict[str, float]:
+def student_parity(outputs: np.ndarray, student_outputs: np.ndarray, metric: str) -> Parity:
     """How far an artifact's outputs are from the fp32 PyTorch student's on the same samples: what export,
     quantization and the engine changed, apart from the distillation gap."""
-    parity = {"max_abs_diff": float(np.max(np.abs(outputs.astype(np.float64) - student_outputs))),
-              "mean_cosine": m.mean_cosine(outputs, student_outputs)}  # fmt: skip
-    if metric == ACCURACY:
-        parity["top1_agreement"] = m.top1_agreement(outputs, student_outputs)
-    return parity
+    return Parity(float(np.max(np.abs(outputs.astype(np.float64) - student_outputs))),
+                  m.mean_cosine(outputs, student_outputs),
+                  m.top1_agreement(outputs, student_outputs) if metric == ACCURACY else None)  # fmt: skip
 
 
 # Below this agreement with the fp32 PyTorch student (top-1, or mean cosine for embeddings) a row computes
@@ -183,13 +181,12 @@ def student_parity(outputs: np.ndarray, student_outputs: np.ndarray, metric: str
 PARITY_COLLAPSE = 0.9
 
 
-def parity_collapse(parity: dict[str, float] | None) -> str | None:
+def parity_collapse(parity: Parity | None) -> str | None:
     """A sentence when an artifact's outputs no longer follow the fp32 student's (a damaged or wrongly built
     model that still runs), else None."""
-    if not parity:
+    if parity is None:
         return None
-    measure, value = (("top-1 agreement", parity["top1_agreement"]) if "top1_agreement" in parity
-                      else ("mean cosine", parity["mean_cosine"]))  # fmt: skip
+    measure, value = parity.agreement
     if value >= PARITY_COLLAPSE:
         return None
     return (f"{measure} with the fp32 PyTorch student is {value:.3g} (< {PARITY_COLLAPSE}): this artifact does not "
@@ -198,17 +195,16 @@ def parity_collapse(parity: dict[str, float] | None) -> str | None:
 
 def _quality(outputs: np.ndarray, labels: np.ndarray, reference: TeacherReference | None,
              metric: str) -> dict[str, Any]:  # fmt: skip
-    """The row's quality figures. Embedding rows have no accuracy: their measure is cosine to the teacher."""
-    fidelity = None if reference is None else m.fidelity(outputs, reference.logits, metric)
-    if metric == TEACHER_COSINE:
-        figures = {"accuracy": None, "accuracy_drop": None, "teacher_agreement": None, "fidelity": fidelity}
-        neighbours = m.neighbour_accuracy(outputs, labels)  # where the eval samples carry labels
-        return figures if neighbours is None else {**figures, "neighbour_accuracy": neighbours}
+    """The row's quality figures (Row fields). Embedding rows have no accuracy: their measure is cosine to the
+    teacher."""
+    fidelity = None if reference is None else Fidelity(**m.fidelity(outputs, reference.logits, metric))
+    if metric == TEACHER_COSINE:  # where the eval samples carry labels, their 1-NN accuracy
+        return {"fidelity": fidelity, "neighbour_accuracy": m.neighbour_accuracy(outputs, labels)}
     acc = m.accuracy(outputs, labels)
     return {
         "accuracy": acc,
         "accuracy_drop": None if reference is None else round((reference.accuracy - acc) * 100, 4),
-        "teacher_agreement": None if fidelity is None else fidelity["top1_agreement"],
+        "teacher_agreement": None if fidelity is None else fidelity.top1_agreement,
         "fidelity": fidelity,
     }
 
@@ -233,47 +229,31 @@ def _measure_one(artifact: Artifact, run_dir: Path, workdir: Path, settings: Mea
         return {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
 
 
-def _row_figures(artifact: Artifact, run_dir: Path, result: dict[str, Any],
-                 quality: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+def _measured_row(artifact: Artifact, run_dir: Path, settings: MeasureSettings, result: dict[str, Any],
+                  quality: dict[str, Any]) -> Row:  # fmt: skip
+    """The ok row of a measured artifact: the worker's `result`, the `quality` figures, and its row flags."""
     sync = [t for t in result["throughput"] if t["mode"] == "sync"]
     largest = max(sync, key=lambda t: t["batch_size"])
-    figures = {
-        "status": "ok",
-        "reason": "",
-        "size_bytes": sum(f.stat().st_size for f in files_on_disk(artifact.files(run_dir), artifact.format)),
+    real = result.get("latency_real_lengths_ms")  # token models: each eval text at its own length
+    row = Row.of(
+        artifact, settings.target, settings.threads,
+        size_bytes=sum(f.stat().st_size for f in files_on_disk(artifact.files(run_dir), artifact.format)),
         **quality,
-        "latency_ms": result["latency_ms"],
-        **_real_length_figures(result.get("latency_real_lengths_ms")),
-        "throughput_per_s": largest["per_s"],
-        "batch_size": largest["batch_size"],
-        "throughput": result["throughput"],
-        "memory": result["memory"],
-        "isolation": result["isolation"],
-        "load_seconds": result["load_seconds"],
-        "flags": [],
-    }
-    if result["execution_precision"] is not None:  # only where the runtime says what it computes in
-        figures["execution_precision"] = result["execution_precision"]
+        latency_ms=Timing.from_dict(result["latency_ms"]),
+        p50_ms_real_lengths=None if real is None else real["p50"],
+        latency_real_lengths_ms=real,
+        throughput_per_s=largest["per_s"], batch_size=largest["batch_size"], throughput=result["throughput"],
+        memory=result["memory"], isolation=result["isolation"], load_seconds=result["load_seconds"], flags=[],
+        execution_precision=result["execution_precision"],  # only where the runtime says what it computes in
+    )  # fmt: skip
     if format_of(artifact.format).onnx_graph:  # MACs are counted on ONNX graphs; engines take their source's
-        figures.update(count_macs(run_dir / artifact.path).to_dict(), flops_counted_from=artifact.name)
-    latency = m.LatencyStats.from_dict(result["latency_ms"])
-    if latency.noisy:
-        figures["flags"].append(_flag("noisy", latency.noisy_message()))
-    mismatch = precision_mismatch(artifact.precision, figures.get("execution_precision"))
+        row.extend(**count_macs(run_dir / artifact.path).to_dict(), flops_counted_from=artifact.name)
+    if row.latency_ms.noisy:
+        row.flag("noisy", row.latency_ms.noisy_message())
+    mismatch = precision_mismatch(artifact.precision, row.execution_precision)
     if mismatch:
-        figures["flags"].append(_flag("precision-mismatch", mismatch))
-    return figures
-
-
-def _real_length_figures(real: dict[str, Any] | None) -> dict[str, Any]:
-    """Token models: batch-1 latency with each eval text at its own length (`latency_ms` is at the longest)."""
-    if real is None:
-        return {}
-    return {"p50_ms_real_lengths": real["p50"], "latency_real_lengths_ms": real}
-
-
-def _flag(code: str, message: str) -> dict[str, str]:
-    return {"code": code, "message": message}
+        row.flag("precision-mismatch", mismatch)
+    return row
 
 
 # What each requested precision may execute as; a runtime that silently runs fp32 in bf16 breaks the promise.
@@ -292,35 +272,34 @@ def precision_mismatch(requested: str, executed: str | None) -> str | None:
     return f"asked for {requested}, the runtime executes in {executed}: the figures are not {requested} figures"
 
 
-def _add_stage_drops(rows: list[dict[str, Any]], reference: TeacherReference, metric: str) -> None:
+def _add_stage_drops(rows: list[Row], reference: TeacherReference, metric: str) -> None:
     drops = m.drop_by_stage(rows, 1.0 if metric == TEACHER_COSINE else reference.accuracy, metric)
     for row in rows:
-        if row["status"] == "ok":
-            row["drop_by_stage"] = drops.get(row["artifact"])  # None for the teacher and broken chains
+        if row.ok:
+            row.drop_by_stage = drops.get(row.artifact)  # None for the teacher and broken chains
 
 
-def _add_quality_flags(rows: list[dict[str, Any]], metric: str) -> None:
+def _add_quality_flags(rows: list[Row], metric: str) -> None:
     """`quality-collapse` on every row whose fidelity to the fp32 student is below the documented threshold."""
     for row in rows:
-        collapse = quality_collapse(row["student_parity"], metric) if row.get("student_parity") else None
+        collapse = quality_collapse(row.student_parity, metric) if row.student_parity else None
         if collapse:
-            row["flags"].append(_flag("quality-collapse", collapse))
+            row.flag("quality-collapse", collapse)
 
 
-def _add_comparison_flags(rows: list[dict[str, Any]]) -> None:
+def _add_comparison_flags(rows: list[Row]) -> None:
     """Flags that need two rows: an INT8 artifact no faster than its fp32 source on the same target; FLOPs for
     engine rows taken from the ONNX graph they were built from."""
-    by_key = {(row["artifact"], row["target"]): row for row in rows if row["status"] == "ok"}
+    by_key = {(row.artifact, row.target): row for row in rows if row.ok}
     for row in by_key.values():
-        source = by_key.get((row.get("source"), row["target"]))
+        source = by_key.get((row.source, row.target))
         if source is None:
             continue
-        if "macs" not in row and "macs" in source:
-            row.update({k: source[k] for k in ("macs", "flops", "counted_nodes", "uncounted_nodes",
-                                               "flops_counted_from")})  # fmt: skip
-        if row["precision"] == "int8" and source["precision"] == "fp32":
-            ratio = row["latency_ms"]["p50"] / source["latency_ms"]["p50"]
+        if row.macs is None and source.macs is not None:
+            row.extend(**{k: getattr(source, k) for k in GRAPH_COST})
+        if row.precision == "int8" and source.precision == "fp32":
+            ratio = row.latency_ms.p50 / source.latency_ms.p50
             if ratio >= 1.0:
-                message = (f"p50 is {ratio:.2f}x that of its fp32 source '{source['artifact']}' on "
-                           f"{row['target']}: INT8 does not pay off here")  # fmt: skip
-                row["flags"].append(_flag("int8-not-faster", message))
+                message = (f"p50 is {ratio:.2f}x that of its fp32 source '{source.artifact}' on "
+                           f"{row.target}: INT8 does not pay off here")  # fmt: skip
+                row.flag("int8-not-faster", message)

@@ -11,26 +11,25 @@ from __future__ import annotations
 import os
 import tarfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from edgekd.build import engines as engines_build
 from edgekd.build.artifacts import Artifact
 from edgekd.bundle.files import extract_bundle, load_eval_samples, manifest_input_names, verify_bundle
-from edgekd.errors import BundleError, EdgekdError, ReportError
-from edgekd.fileio import write_json_atomic
+from edgekd.errors import BundleError, EdgekdError
 from edgekd.measure.quality import report_metric
 from edgekd.measure.rows import MeasureSettings, measure_rows, require_a_measured_row
+from edgekd.pipeline.layout import REPORT_JSON
 from edgekd.pipeline.rundirs import claim_dir, remove_scratch_dir
-from edgekd.report.document import SCHEMA_VERSION, load_report, validate_report, write_report
-from edgekd.report.recommend import recommendations
-from edgekd.runtimes import RUNTIMES, format_of, runtime_status, runtime_versions
+from edgekd.report.builder import device_report
+from edgekd.report.document import load_report, merged_report, publish_report
+from edgekd.report.model import Row
+from edgekd.runtimes import RUNTIMES, format_of, runtime_status
 from edgekd.runtimes.ort_mobile_runtime import proxy_fields
 from edgekd.samples import take
 from edgekd.targets.profiles import Profile, device_mismatch_reason
 from edgekd.targets.this_host import host_facts
-from edgekd.version import __version__
 
 
 def first_line(exc: BaseException) -> str:
@@ -113,14 +112,14 @@ def _build_engines(
     return [engines_build.to_artifact(s, params) for s in specs], skipped, built, failed
 
 
-def _add_device_figures(rows: list[dict[str, Any]], out_dir: Path, settings: MeasureSettings, inputs) -> None:
+def _add_device_figures(rows: list[Row], out_dir: Path, settings: MeasureSettings, inputs) -> None:
     """Rows of a runtime that measures more on the device get those figures too (TensorRT: its build record and
     GPU compute time per batch-1 run, from CUDA events with the input already on the device)."""
     for row in rows:
-        probe = RUNTIMES[row["runtime"]].device_figures if row["runtime"] in RUNTIMES else None
-        if row["status"] == "ok" and probe:
-            row.update(probe(out_dir / row["path"], take(inputs, slice(0, 1)), settings.policy.warmup_runs,
-                             max(settings.policy.min_runs, 100)))  # fmt: skip
+        probe = RUNTIMES[row.runtime].device_figures if row.runtime in RUNTIMES else None
+        if row.ok and probe:
+            row.extend(**probe(out_dir / row.path, take(inputs, slice(0, 1)), settings.policy.warmup_runs,
+                               max(settings.policy.min_runs, 100)))  # fmt: skip
 
 
 def profile_bundle(
@@ -145,18 +144,17 @@ def profile_bundle(
     rows = measure_rows(shipped, bundle_dir, inputs, labels, settings, num_classes, not_here, reference, metric)
     engine_rows = measure_rows(engines, out_dir, inputs, labels, settings, num_classes, skipped, reference, metric)
     for row in engine_rows:
-        if row["artifact"] in build_failed:
-            row["status"] = "failed"
+        if row.artifact in build_failed:
+            row.fail(row.reason)
     _add_device_figures(engine_rows, out_dir, settings, inputs)
     for row in engine_rows:
-        if format_of(row["format"]).host_proxy:
-            row.update(proxy_fields(profile))
-    report = _report(manifest, profile, settings, rows + engine_rows, built, bundle_dir)
-    report["recommendations"] = recommendations(report)
-    validate_report(report, "the device report")
-    write_report(report, out_dir)
-    require_a_measured_row(report["rows"], manifest["input"], inputs)
-    return ProfileResult(out_dir, bundle_dir, report)
+        if format_of(row.format).host_proxy:
+            row.extend(**proxy_fields(profile))
+    rows += engine_rows
+    report = device_report(manifest, profile.name, settings.threads, rows, built, bundle_dir, device_facts())
+    document = publish_report(report.to_json(), out_dir / REPORT_JSON, "the device report")
+    require_a_measured_row(rows, manifest["input"], inputs)
+    return ProfileResult(out_dir, bundle_dir, document)
 
 
 def device_facts() -> dict[str, Any]:
@@ -169,61 +167,15 @@ def device_facts() -> dict[str, Any]:
     return facts
 
 
-def _report(manifest: dict[str, Any], profile: Profile, settings: MeasureSettings, rows: list[dict[str, Any]],
-            built: dict[str, Any], bundle_dir: Path) -> dict[str, Any]:  # fmt: skip
-    task, teacher = manifest["task"], manifest["teacher"]
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "run": {
-            "name": manifest["run"],
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "edgekd_version": __version__,
-            "runtime_versions": runtime_versions(),
-            "host": device_facts(),
-            "threads": settings.threads,
-            "recipe_hash": manifest["recipe_hash"],
-            "git_sha": None,
-            "profile": profile.name,
-            "bundle": str(bundle_dir),
-        },
-        "task": {"name": task["name"], "input": manifest["input"], "split": task["split"],
-                 "test_split": manifest["eval_samples"], "eval_batch_size": task["eval_batch_size"],
-                 "metric": report_metric(manifest)},  # fmt: skip
-        "teacher": {"architecture": teacher["architecture"], "params": teacher["params"],
-                    "accuracy": teacher["accuracy"], "origin": "bundle reference (teacher logits)"},  # fmt: skip
-        "student": {"architecture": manifest["student"]["architecture"], "params": manifest["student"]["params"]},
-        "stages": {"build": {"engines": built, "profile": profile.name}},
-        "recipe": manifest["recipe"],
-        "rows": rows,
-        "estimates": [],
-    }
-
-
 def merge_into(run_report_path: Path, device_report: dict[str, Any]) -> dict[str, Any]:
-    """Add a device report's rows to the run's report: rows of the same artifact and target are replaced,
-    the target's estimates dropped (it is measured now), and the device facts kept under `devices`."""
+    """Add a device report's rows to the run's report (`merged_report`) and publish it again, its verdicts and
+    recommendations now over the device's rows too."""
     run_report_path = Path(run_report_path)
     if run_report_path.is_dir():
-        run_report_path = run_report_path / "report.json"
-    report = load_report(run_report_path)
-    if report["run"].get("recipe_hash") != device_report["run"]["recipe_hash"]:
-        raise ReportError(f"report '{run_report_path}' is from another run (recipe hash differs from the "
-                          "bundle's); merge a device report only into the run that made the bundle")  # fmt: skip
-    target = device_report["run"]["profile"]
-    new_keys = {(row["artifact"], row["target"]) for row in device_report["rows"]}
-    report["rows"] = [r for r in report["rows"] if (r["artifact"], r["target"]) not in new_keys]
-    report["rows"] += device_report["rows"]
-    report["estimates"] = [e for e in report.get("estimates", []) if e["target"] != target]
-    report.setdefault("devices", {})[target] = {"measured_at": device_report["run"]["created_at"],
-                                                "host": device_report["run"]["host"],
-                                                "runtime_versions": device_report["run"]["runtime_versions"]}
-    report["recommendations"] = recommendations(report)
-    validate_report(report, f"report '{run_report_path}' after merging")
-    if run_report_path.name == "report.json":
-        write_report(report, run_report_path.parent)
-    else:
-        write_json_atomic(run_report_path, report)
-    return report
+        run_report_path = run_report_path / REPORT_JSON
+    origin = f"report '{run_report_path}'"
+    report = merged_report(load_report(run_report_path), device_report, origin)
+    return publish_report(report, run_report_path, f"{origin} after merging")
 
 
 __all__ = ["ProfileResult", "device_facts", "merge_into", "open_bundle", "profile_bundle"]

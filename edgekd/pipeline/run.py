@@ -17,7 +17,6 @@ from edgekd.distill import distributed
 from edgekd.distill.stage import distill_stage, teacher_stage
 from edgekd.export.stage import GRAPH_CHOICE_VERSION, export_stage, graph_stage, has_graph_choice, parity_failure
 from edgekd.fileio import write_text_atomic
-from edgekd.gate import report_verdicts
 from edgekd.measure.quality import ACCURACY, task_metric
 from edgekd.measure.rows import MeasureSettings, TeacherReference, measure_rows, require_a_measured_row
 from edgekd.models import count_parameters, load_saved_model
@@ -27,6 +26,7 @@ from edgekd.pipeline.layout import (
     FP32_ONNX,
     ORT_GRAPH,
     RECIPE,
+    REPORT_JSON,
     STUDENT_CHECKPOINT,
     TEACHER_CHECKPOINT,
     TEST_SPLIT,
@@ -46,8 +46,8 @@ from edgekd.pipeline.targets import (
 )
 from edgekd.quantize.stage import missed_budget, quantize_outputs, quantize_stage, static_activations
 from edgekd.recipe import Recipe
-from edgekd.report.document import build_report, validate_report, write_report
-from edgekd.report.recommend import recommendations
+from edgekd.report.builder import run_report
+from edgekd.report.document import publish_report
 from edgekd.tasks import TaskData, load_task
 from edgekd.tasks.base import save_calibration_samples, save_eval_split
 
@@ -147,16 +147,11 @@ def distill_and_export(
     missed_budget(rows, stages["quantize"])
     stages["total_seconds"] = round(time.perf_counter() - started, 3)
     estimates = target_estimates(profiles, onnx_sources(recipe), run_dir)
-    report = build_report(recipe, task, stages, rows, threads, measurement=settings.describe(), estimates=estimates,
-                          run_name=run_dir.name, metric=metric)  # fmt: skip
-    verdicts = report_verdicts(report)
-    if verdicts:  # the recipe declared budgets: the report says how the run fares against them
-        report["verdicts"] = verdicts
-    report["recommendations"] = recommendations(report)
-    validate_report(report, "the new report")
-    write_report(report, run_dir)
+    report = run_report(recipe, task, stages, rows, threads, measurement=settings.describe(), estimates=estimates,
+                        run_name=run_dir.name, metric=metric)  # fmt: skip
+    document = publish_report(report.to_json(), run_dir / REPORT_JSON)
     require_a_measured_row(rows, task.input_spec(), task.x_test)
-    return RunResult(run_dir, report)
+    return RunResult(run_dir, document)
 
 
 def recipe_factories(recipe: Recipe) -> dict[str, tuple[str, dict[str, Any]]]:

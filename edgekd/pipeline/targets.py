@@ -17,6 +17,7 @@ from edgekd.measure.rows import MeasureSettings, TeacherReference, measure_rows
 from edgekd.pipeline.progress import step
 from edgekd.pipeline.stages import stage_key, timed_stage
 from edgekd.recipe import Recipe
+from edgekd.report.model import Row
 from edgekd.runtimes import format_of, get_runtime
 from edgekd.runtimes.ort_mobile_runtime import mobile_settings, proxy_fields
 from edgekd.samples import Inputs
@@ -140,10 +141,10 @@ def target_rows(
     reference: TeacherReference,
     params: int,
     metric: str,
-) -> list[dict[str, Any]]:
+) -> list[Row]:
     """Rows for the non-host targets: mobile models measured here as labelled proxies, and `skipped` rows
     (with the command to run on the device) for everything a device has to build or measure itself."""
-    rows: list[dict[str, Any]] = []
+    rows: list[Row] = []
     for profile in profiles:
         if profile.device_class == "host":
             continue
@@ -154,7 +155,7 @@ def target_rows(
             measured = measure_rows(artifacts, run_dir, task.inputs("test"), task.y_test, proxy, task.num_classes,
                                     reference=reference, metric=metric)  # fmt: skip
             for row in measured:
-                row.update(proxy_fields(profile))
+                row.extend(**proxy_fields(profile))
             rows += measured
             continue
         reason = engines_build.device_only_reason(profile, run_dir / "bundle")

@@ -4,7 +4,7 @@ the calibration method and, under a budget, the float nodes chosen on the valida
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekd import samples
 from edgekd.pipeline.layout import FP32_ONNX, QDQ_ONNX, QUANTIZE_LOG, quantized_onnx
@@ -14,6 +14,9 @@ from edgekd.quantize.ort_int8 import Calibration, quantize_int8_dynamic
 from edgekd.recipe import QuantizeSection
 from edgekd.targets.profiles import Profile
 from edgekd.tasks import TaskData
+
+if TYPE_CHECKING:
+    from edgekd.report.model import Row
 
 
 def static_activations(section: QuantizeSection, profiles: list[Profile]) -> str:
@@ -53,7 +56,7 @@ def quantize_stage(section: QuantizeSection, task: TaskData, run_dir: Path, cali
             "calibration_source": "train split, seeded draw", "activations": activations}
 
 
-def missed_budget(rows: list[dict[str, Any]], quantize_summary: dict[str, Any]) -> None:
+def missed_budget(rows: list[Row], quantize_summary: dict[str, Any]) -> None:
     """When no float/int8 mix met quantize.max_drop, the static INT8 rows say so (the best model was kept)."""
     search = quantize_summary.get("calibration", {}).get("accuracy_aware")
     if not search or search["met"]:
@@ -61,5 +64,5 @@ def missed_budget(rows: list[dict[str, Any]], quantize_summary: dict[str, Any]) 
     message = (f"no mix of float and int8 nodes met quantize.max_drop {search['max_drop']:g} on validation: kept "
                f"the best found ({search['drop_points']:g} points, {len(search['kept_float'])} nodes in float)")
     for row in rows:
-        if row["status"] == "ok" and row["artifact"] == "student-onnx-int8-static":
-            row["flags"].append({"code": "quantization-budget-missed", "message": message})
+        if row.ok and row.artifact == "student-onnx-int8-static":
+            row.flag("quantization-budget-missed", message)

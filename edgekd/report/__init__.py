@@ -1,2 +1,3 @@
-"""Report stage: the versioned document (document.py), its HTML view (html.py), the training story
-(training.py), recommendations (recommend.py) and report-to-report comparison (compare.py)."""
+"""Report stage: the typed rows and document (model.py), the one table of figures (figures.py), building and
+publishing a report (builder.py, document.py), its views (cells, summary, markdown, terminal, html), the training
+story (training.py), recommendations (recommend.py) and report-to-report comparison (compare.py)."""

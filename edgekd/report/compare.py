@@ -2,7 +2,7 @@
 
 A delta is a regression when it is worse than its tolerance: timing figures get a relative tolerance because
 two runs on a machine are never timed alike; accuracy, agreement and size get none, because they are exact on
-the same eval split. The tolerances are data, beside the reason for each.
+the same eval split. The figures, their direction and tolerances are `edgekd.report.figures`' table.
 """
 
 from __future__ import annotations
@@ -10,32 +10,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from edgekd.measure.quality import row_value
+from edgekd.report.figures import FIGURES, Figure
 
-
-@dataclass(frozen=True)
-class CompareMetric:
-    name: str
-    path: tuple[str, ...]
-    higher_is_better: bool
-    unit: str
-    relative_tolerance: float = 0.0  # a worse change within this fraction of the old value is not a regression
-    scale: float = 1.0  # multiply the stored value by this for display (fractions -> percent)
-
-
-COMPARE_METRICS: tuple[CompareMetric, ...] = (
-    CompareMetric("accuracy", ("accuracy",), True, "%", scale=100.0),  # exact on the same split
-    CompareMetric("teacher_agreement", ("teacher_agreement",), True, "%", scale=100.0),
-    # embeddings' metric; recomputed from float outputs, so the last digits may move between runs
-    CompareMetric("teacher_cosine", ("fidelity", "mean_cosine"), True, "", 1e-4),
-    CompareMetric("p50_ms", ("latency_ms", "p50"), False, "ms", 0.10),  # run-to-run timing noise
-    CompareMetric("p50_ms_real_lengths", ("p50_ms_real_lengths",), False, "ms", 0.10),  # token models only
-    CompareMetric("p90_ms", ("latency_ms", "p90"), False, "ms", 0.15),
-    CompareMetric("p99_ms", ("latency_ms", "p99"), False, "ms", 0.25),  # tails are noisier still
-    CompareMetric("throughput_per_s", ("throughput_per_s",), True, "/s", 0.10),
-    CompareMetric("size_bytes", ("size_bytes",), False, "B"),  # bytes on disk are exact
-    CompareMetric("peak_rss_bytes", ("memory", "peak_rss_bytes"), False, "B", 0.10),
-)
+COMPARE_METRICS: tuple[Figure, ...] = tuple(FIGURES[name] for name in (
+    "accuracy", "teacher_agreement", "teacher_cosine", "p50_ms", "p50_ms_real_lengths", "p90_ms", "p99_ms",
+    "throughput_per_s", "size_bytes", "peak_rss_bytes"))  # fmt: skip
 
 SAME, BETTER, WORSE, REGRESSION = "same", "better", "worse (within tolerance)", "regression"
 
@@ -70,8 +49,8 @@ class RowComparison:
                 "deltas": [d.to_dict() for d in self.deltas]}  # fmt: skip
 
 
-def compare_metric(metric: CompareMetric, old_row: dict[str, Any], new_row: dict[str, Any]) -> Delta | None:
-    old, new = row_value(old_row, metric.path), row_value(new_row, metric.path)
+def compare_metric(metric: Figure, old_row: dict[str, Any], new_row: dict[str, Any]) -> Delta | None:
+    old, new = metric.value(old_row), metric.value(new_row)
     if old is None or new is None:  # e.g. a figure an older report version did not record
         return None
     old_display, new_display = old * metric.scale, new * metric.scale
@@ -82,7 +61,7 @@ def compare_metric(metric: CompareMetric, old_row: dict[str, Any], new_row: dict
         verdict = SAME
     elif not worse:
         verdict = BETTER
-    elif relative is not None and abs(relative) <= metric.relative_tolerance:
+    elif relative is not None and abs(relative) <= metric.tolerance:
         verdict = WORSE
     else:
         verdict = REGRESSION
@@ -163,7 +142,7 @@ def render_compare_markdown(new: dict[str, Any], old: dict[str, Any], comparison
             if cells[-1] == REGRESSION.upper():
                 cells = [f"**{c}**" for c in cells]
             lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
-    tolerances = ", ".join(f"{m.name} {m.relative_tolerance:.0%}" for m in COMPARE_METRICS if m.relative_tolerance)
+    tolerances = ", ".join(f"{m.name} {m.tolerance:.0%}" for m in COMPARE_METRICS if m.tolerance)
     lines += ["", f"Tolerances before a worse figure is a regression: {tolerances}; accuracy, agreement and size "
               "none."]  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -12,26 +12,28 @@ from html import escape
 from typing import Any
 
 from edgekd.measure.quality import ACCURACY, METRIC_LABELS, metric_value, report_metric
-from edgekd.report.document import (
+from edgekd.report.cells import (
     ESTIMATE_COLUMNS,
     PARITY_COLUMNS,
     STAGE_LABELS,
+    THROUGHPUT_COLUMNS,
     VERDICT_COLUMNS,
-    _cells,
-    _columns,
-    _method_line,
-    _summary_lines,
     estimate_cells,
     estimate_rows,
     flag_lines,
+    headings,
     human_bytes,
+    measured_columns,
     measured_rows,
     parity_lines,
+    row_cells,
     stage_drop_lines,
     throughput_lines,
     verdict_lines,
 )
+from edgekd.report.compare import COMPARE_COLUMNS, REGRESSION, compare_lines, summary
 from edgekd.report.recommend import COLLAPSE, recommendation_lines
+from edgekd.report.summary import method_line, summary_lines
 from edgekd.report.training import training_section_html
 
 VERDICT_CLASSES = {"fail": "bad", "inconclusive": "flagged"}  # the row styles of unmeasured and flagged rows
@@ -292,10 +294,11 @@ def render_html(report: dict[str, Any]) -> str:
     run = report["run"]
     measured = measured_rows(report)
     classes = ["bad" if r["status"] != "ok" or _collapsed(r) else "flagged" if r.get("flags") else "" for r in measured]
-    method = _method_line(report)
+    method = method_line(report)
     metric = report_metric(report)
+    columns = measured_columns(metric)
     body = [f"<h1>edgekd report: {escape(run['name'])}</h1>",
-            '<ul class="summary">' + "".join(f"<li>{escape(line)}</li>" for line in _summary_lines(report)) + "</ul>",
+            '<ul class="summary">' + "".join(f"<li>{escape(line)}</li>" for line in summary_lines(report)) + "</ul>",
             f'<p class="note">Method: {escape(method)}.</p>' if method else "",
             _recommended_section(report),
             f"<h2>Latency against {METRIC_LABELS[metric]}</h2>", pareto_svg(report),
@@ -304,7 +307,7 @@ def render_html(report: dict[str, Any]) -> str:
             "teacher; agree = top-1 agreement with the teacher; KL = mean KL(teacher || row); spread = robust spread "
             "of the timing rounds' medians (std / mean in older reports). Yellow rows carry a flag; red rows were "
             "not measured, or their outputs collapsed against the fp32 student (quality-collapse).</p>",
-            _table(_columns(metric), [_cells(r, metric) for r in measured], classes, left=6),
+            _table(headings(columns), [row_cells(r, columns) for r in measured], classes, left=6),
             _stage_section(report), training_section_html(report, _table)]  # fmt: skip
     parity = parity_lines(report)
     if parity:
@@ -315,7 +318,7 @@ def render_html(report: dict[str, Any]) -> str:
     if through:
         body += ["<h2>Throughput</h2>", '<p class="note">sync: one request at a time; openvino-throughput: '
                  "OpenVINO's THROUGHPUT hint with several streams and requests in flight.</p>",
-                 _table(["artifact", "target", "mode", "batch", "samples/s", "streams"], through, left=3)]  # fmt: skip
+                 _table(THROUGHPUT_COLUMNS, through, left=3)]  # fmt: skip
     verdicts = verdict_lines(report)
     if verdicts:
         body += [f"<h2>Budgets from the recipe: {escape(report['verdicts']['verdict'].upper())}</h2>",
@@ -342,8 +345,6 @@ def render_html(report: dict[str, Any]) -> str:
 
 def render_compare_html(new: dict[str, Any], old: dict[str, Any], comparisons: list) -> str:
     """The deltas between two reports as a page; regressions in red, improvements plain."""
-    from edgekd.report.compare import COMPARE_COLUMNS, REGRESSION, compare_lines, summary
-
     lines = compare_lines(comparisons)
     classes = ["bad" if cells[-1] == REGRESSION.upper() else "" for cells in lines]
     title = f"edgekd compare: {new['run']['name']} against {old['run']['name']}"
