@@ -103,8 +103,8 @@ def _recipe_base() -> dict[str, Any]:
 @given(data=st.data())
 def test_fuzzed_recipes(tmp_path, data):
     from edgekd.pipeline.run import distill_and_export  # noqa: F401 - the module the CLI runs
-    from edgekd.pipeline.targets import target_profiles
     from edgekd.recipe import load_recipe
+    from edgekd.targets.plan import target_profiles
 
     path = tmp_path / "fuzzed.toml"
     path.write_bytes(data.draw(document_bytes(_recipe_base())))

@@ -13,12 +13,15 @@ import numpy as np
 import torch
 
 from edgekd.build.artifacts import Artifact
+from edgekd.build.stage import build_stage
+from edgekd.bundle.stage import bundle_stage
 from edgekd.distill import distributed
 from edgekd.distill.stage import distill_stage, teacher_stage
 from edgekd.export.stage import GRAPH_CHOICE_VERSION, export_stage, graph_stage, has_graph_choice, parity_failure
 from edgekd.fileio import write_text_atomic
 from edgekd.measure.quality import ACCURACY, task_metric
 from edgekd.measure.rows import MeasureSettings, TeacherReference, measure_rows, require_a_measured_row
+from edgekd.measure.target_rows import target_rows
 from edgekd.models import count_parameters, load_saved_model
 from edgekd.pipeline.identity import check_same_models
 from edgekd.pipeline.layout import (
@@ -35,19 +38,11 @@ from edgekd.pipeline.layout import (
 from edgekd.pipeline.progress import timed_step
 from edgekd.pipeline.rundirs import check_run_name, claim_dir, remove_owned_dir
 from edgekd.pipeline.stages import stage_key, timed_stage
-from edgekd.pipeline.targets import (
-    build_stage,
-    bundle_stage,
-    measured_here,
-    onnx_sources,
-    target_estimates,
-    target_profiles,
-    target_rows,
-)
 from edgekd.quantize.stage import missed_budget, quantize_outputs, quantize_stage, static_activations
 from edgekd.recipe import Recipe
 from edgekd.report.builder import run_report
 from edgekd.report.document import publish_report
+from edgekd.targets.plan import measured_here, onnx_sources, target_estimates, target_profiles
 from edgekd.tasks import TaskData, load_task
 from edgekd.tasks.base import save_calibration_samples, save_eval_split
 

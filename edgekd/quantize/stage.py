@@ -12,6 +12,7 @@ from edgekd.quantize.accuracy_aware import search_keep_float
 from edgekd.quantize.calibration import calibration_sha256, quantize_static_calibrated
 from edgekd.quantize.ort_int8 import Calibration, quantize_int8_dynamic
 from edgekd.recipe import QuantizeSection
+from edgekd.runtimes import get_runtime
 from edgekd.targets.profiles import Profile
 from edgekd.tasks import TaskData
 
@@ -21,10 +22,12 @@ if TYPE_CHECKING:
 
 def static_activations(section: QuantizeSection, profiles: list[Profile]) -> str:
     """The static INT8 activation form: the recipe's choice, or for "auto" int8-symmetric when a target builds
-    TensorRT engines (its parser takes only zero point 0) and uint8 (ONNX Runtime's CPU default) otherwise."""
+    engines of a runtime that reads only zero point 0 (`Runtime.needs_symmetric_int8`: TensorRT's parser) and uint8
+    (ONNX Runtime's CPU default) otherwise."""
     if section.activations != "auto":
         return section.activations
-    return "int8-symmetric" if any("tensorrt" in p.runtimes for p in profiles) else "uint8"
+    symmetric = any(get_runtime(name).needs_symmetric_int8 for p in profiles for name in p.runtimes)
+    return "int8-symmetric" if symmetric else "uint8"
 
 
 def quantize_outputs(section: QuantizeSection) -> list[str]:

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from edgekd import __version__
 from edgekd.measure.timing import LatencyStats
 from edgekd.report.document import SCHEMA_VERSION, validate_report
 from edgekd.report.figures import Figure
 from edgekd.runtimes import runtime_versions
+from edgekd.version import __version__
 
 if TYPE_CHECKING:
     from edgekd.build.artifacts import Artifact

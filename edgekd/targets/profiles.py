@@ -1,9 +1,10 @@
 """Hardware profiles: a target as typed, validated TOML data (`profiles/*.toml`), and which ones this machine
 can measure for real.
 
-Named `hardware` because the wheel ships the `profiles/` directory itself as the package `edgekd.profiles`.
-A source checkout reads `profiles/` beside the package (so a team's edits take effect at once); an installed
-wheel reads the copy inside it. A user's own profile is any TOML path.
+Profile data only; facts about the machine edgekd runs on come from `edgekd.targets.this_host`. The wheel
+ships the top-level `profiles/` directory as the package `edgekd.profiles`. A source checkout reads
+`profiles/` beside the package (so a team's edits take effect at once); an installed wheel reads the copy
+inside it. A user's own profile is any TOML path.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import edgekd
 from edgekd.errors import RecipeError, did_you_mean
 from edgekd.recipe import _build as build_typed  # the recipe's validator: key paths + did-you-mean
 from edgekd.runtimes import RUNTIMES, get_runtime, runtime_names, runtime_status
@@ -120,7 +120,7 @@ def _check_profile(p: Profile) -> None:
 
 def profiles_dir() -> Path | None:
     """`profiles/` beside the package in a source checkout or editable install, else None."""
-    candidate = Path(edgekd.__file__).resolve().parent.parent / "profiles"
+    candidate = Path(__file__).resolve().parents[2] / "profiles"  # edgekd/targets/ -> the checkout
     return candidate if candidate.is_dir() else None
 
 
