@@ -10,6 +10,7 @@ from edgekd.build.artifacts import Artifact
 from edgekd.measure import TimingPolicy
 from edgekd.measure.rows import MeasureSettings, TeacherReference, measure_rows
 from edgekd.report.document import load_report
+from edgekd.report.model import Row, Timing
 from edgekd.tasks.base import load_eval_split
 
 TINY = TimingPolicy(warmup_runs=1, min_runs=3, min_seconds=0.0)
@@ -47,9 +48,11 @@ def test_openvino_row_reports_its_execution_precision_and_a_labelled_throughput_
     assert row["flops"] == _rows(quick_run)["student-onnx-fp32"]["flops"] > 0  # counted on the graph it came from
 
 
-def _timed(name: str, precision: str, p50: float, source: str | None = None, target: str = "host") -> dict:
-    return {"artifact": name, "target": target, "status": "ok", "precision": precision, "source": source,
-            "latency_ms": {"p50": p50}, "flags": []}  # fmt: skip
+def _timed(name: str, precision: str, p50: float, source: str | None = None, target: str = "host") -> Row:
+    latency = Timing(p50=p50, p90=p50, p95=p50, p99=p50, mean=p50, std=0.0, min=p50, max=p50, runs=10)
+    return Row(artifact=name, role="student", path=f"{name}.onnx", format="onnx", runtime="onnxruntime",
+               precision=precision, params=1, source=source, target=target, threads=1, latency_ms=latency,
+               flags=[])  # fmt: skip
 
 
 def test_int8_not_faster_flag_fires_at_and_above_its_fp32_sources_p50():
@@ -60,8 +63,7 @@ def test_int8_not_faster_flag_fires_at_and_above_its_fp32_sources_p50():
             _timed("int8-elsewhere", "int8", 3.0, "fp32", target="jetson"),  # its source is not on that target
             _timed("int8-of-int8", "int8", 9.0, "int8-faster")]  # fmt: skip
     _add_comparison_flags(rows)
-    flagged = {row["artifact"]: [f["message"] for f in row["flags"] if f["code"] == "int8-not-faster"]
-               for row in rows}  # fmt: skip
+    flagged = {row.artifact: [f.message for f in row.flags if f.code == "int8-not-faster"] for row in rows}
     assert flagged == {"fp32": [], "int8-faster": [], "int8-elsewhere": [], "int8-of-int8": [],
                        "int8-equal": ["p50 is 1.00x that of its fp32 source 'fp32' on host: INT8 does not pay off "
                                       "here"],
