@@ -111,7 +111,7 @@ def test_fuzzed_recipes(tmp_path, data):
 
     def load_and_resolve():
         recipe = load_recipe(path)  # what `edgekd distill-and-export fuzzed.toml` does first
-        target_profiles(recipe, None)  # then its profiles, before anything runs
+        target_profiles(recipe.targets, None)  # then its profiles, before anything runs
 
     assert_one_line_exit_2(load_and_resolve)
 

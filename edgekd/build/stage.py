@@ -9,7 +9,7 @@ from typing import Any
 from edgekd.build import engines as engines_build
 from edgekd.build.artifacts import Artifact
 from edgekd.pipeline.stages import stage_key, timed_stage
-from edgekd.recipe import Recipe
+from edgekd.recipe import BuildSection
 from edgekd.runtimes import format_of, get_runtime
 from edgekd.targets.plan import host_specs
 from edgekd.targets.profiles import Profile, load_profile
@@ -17,12 +17,14 @@ from edgekd.tasks import TaskData
 
 
 def build_stage(
-    recipe: Recipe, task: TaskData, run_dir: Path, profiles: list[Profile], upstream: str, params: int
+    section: BuildSection, sources: list[str], task: TaskData, run_dir: Path, profiles: list[Profile],
+    upstream: str, params: int, max_batch: int,
 ) -> tuple[list[Artifact], dict[str, str], dict[str, Any]]:
     """Build every host-buildable engine the target profiles ask for; a runtime missing here makes its
-    rows `skipped` with the reason instead of failing the run."""
+    rows `skipped` with the reason instead of failing the run. Engines build from `sources` (the run's ONNX
+    files) for batches up to `max_batch`."""
     host = next((p for p in profiles if p.device_class == "host"), load_profile("host"))
-    specs = host_specs(recipe, profiles)
+    specs = host_specs(section, sources, profiles)
     skipped = {s.artifact: reason for s in specs if (reason := get_runtime(s.measured_by).unavailable_reason())}
     to_build = [s for s in specs if s.artifact not in skipped]
     shared = list(dict.fromkeys(f for s in to_build for f in format_of(s.format).shared_files))
@@ -36,13 +38,12 @@ def build_stage(
             engines_build.build_engine(spec, run_dir, run_dir, owner, input_name=task.input_names,
                                        log_path=run_dir / "quantize.log",
                                        sample_shape=task.sample_shape, sequence_axis=task.sequence_axis,
-                                       max_batch=max(recipe.measure.throughput_batch_size,
-                                                     recipe.measure.eval_batch_size))  # fmt: skip
+                                       max_batch=max_batch)  # fmt: skip
         return {"engines": {s.artifact: s.path for s in to_build},
                 "openvino_inference_precision": host.openvino.inference_precision,
                 "profiles": [p.name for p in profiles]}  # fmt: skip
 
-    key = stage_key({"build": recipe.build, "profiles": profiles}, upstream)
+    key = stage_key({"build": section, "profiles": profiles}, upstream)
     outputs = [s.path for s in to_build] + shared
     summary = timed_stage(run_dir, "build", key, outputs, work)
     return [engines_build.to_artifact(s, params) for s in specs], skipped, summary

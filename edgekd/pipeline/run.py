@@ -67,7 +67,7 @@ def distill_and_export(
     """Run every stage for `recipe` into `output_dir/<run_name>/`, resuming finished stages unless `fresh`.
     `openvino_precision` ("f32" / "auto") overrides the profiles' OpenVINO inference precision."""
     started = time.perf_counter()
-    profiles = target_profiles(recipe, openvino_precision)  # an unknown profile fails now, not after training
+    profiles = target_profiles(recipe.targets, openvino_precision)  # an unknown profile fails now, not after training
     if run_name is None:
         run_name = check_run_name(recipe.name, "recipe key 'name'")
     else:
@@ -125,7 +125,10 @@ def distill_and_export(
         ort_fp32 = stages["graph"]["path"]
     student_params = count_parameters(student)
     artifacts = _artifacts(recipe, stages["teacher"]["params"], student_params, ort_fp32)
-    engines, skipped, stages["build"] = build_stage(recipe, task, run_dir, profiles, quantize_key, student_params)
+    sources = onnx_sources(recipe.quantize.variants)
+    max_batch = max(recipe.measure.throughput_batch_size, recipe.measure.eval_batch_size)
+    engines, skipped, stages["build"] = build_stage(recipe.build, sources, task, run_dir, profiles, quantize_key,
+                                                    student_params, max_batch)  # fmt: skip
 
     settings = MeasureSettings.from_recipe(dataclasses.asdict(recipe.measure), threads)
     outputs: dict[str, np.ndarray] = {}
@@ -137,11 +140,11 @@ def distill_and_export(
     reference = TeacherReference.of(outputs["teacher"], task.y_test, metric, outputs.get("student"))
     stages["bundle"] = bundle_stage(recipe, task, run_dir, profiles, artifacts + engines, calibration, reference,
                                      metric)  # fmt: skip
-    rows += target_rows(profiles, onnx_sources(recipe), run_dir, task, settings, reference, student_params, metric)
+    rows += target_rows(profiles, sources, run_dir, task, settings, reference, student_params, metric)
     parity_failure(rows, stages["export"]["parity"])
     missed_budget(rows, stages["quantize"])
     stages["total_seconds"] = round(time.perf_counter() - started, 3)
-    estimates = target_estimates(profiles, onnx_sources(recipe), run_dir)
+    estimates = target_estimates(profiles, sources, run_dir)
     report = run_report(recipe, task, stages, rows, threads, measurement=settings.describe(), estimates=estimates,
                         run_name=run_dir.name, metric=metric)  # fmt: skip
     document = publish_report(report.to_json(), run_dir / REPORT_JSON)

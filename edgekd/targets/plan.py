@@ -3,42 +3,44 @@ builds and measures for them, and roofline estimates for the targets it cannot m
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from edgekd.build import engines as engines_build
 from edgekd.build.artifacts import Artifact
-from edgekd.recipe import Recipe
+from edgekd.pipeline.layout import FP32_ONNX, quantized_onnx
+from edgekd.recipe import BuildSection, TargetsSection
 from edgekd.runtimes import format_of, get_runtime
 from edgekd.targets.profiles import OpenvinoSection, Profile, load_profile
 from edgekd.targets.roofline import roofline_cost
 
 
-def target_profiles(recipe: Recipe, openvino_precision: str | None) -> list[Profile]:
-    profiles = [load_profile(name) for name in dict.fromkeys(recipe.targets.profiles)]
+def target_profiles(section: TargetsSection, openvino_precision: str | None) -> list[Profile]:
+    profiles = [load_profile(name) for name in dict.fromkeys(section.profiles)]
     if openvino_precision is not None:
         profiles = [replace(p, openvino=OpenvinoSection(openvino_precision)) for p in profiles]
     return profiles
 
 
-def onnx_sources(recipe: Recipe) -> list[str]:
-    """The ONNX files this run made (engines are built from them), from the recipe, not from what lies around."""
-    return ["student.onnx", *(f"student.{variant}.onnx" for variant in recipe.quantize.variants)]
+def onnx_sources(variants: Iterable[str]) -> list[str]:
+    """The ONNX files this run made (engines are built from them): the export and its quantized `variants`
+    (the recipe's), not what lies around in the run directory."""
+    return [FP32_ONNX, *(quantized_onnx(variant) for variant in variants)]
 
 
-def host_specs(recipe: Recipe, profiles: list[Profile]) -> list[engines_build.EngineSpec]:
+def host_specs(section: BuildSection, sources: list[str], profiles: list[Profile]) -> list[engines_build.EngineSpec]:
     """What this machine builds: the host profile's engines, the ORT-format models of mobile profiles
     (measured here as labelled proxies), and derived ONNX files (fp16) any profile runs, which travel in the
     bundle. Engines tied to a device (TensorRT) are built on it, or here when this host is such a device."""
-    sources = onnx_sources(recipe)
     specs: dict[str, engines_build.EngineSpec] = {}
     for profile in profiles:
-        for spec in engines_build.specs_for(profile, sources, recipe.build.openvino_int8):
+        for spec in engines_build.specs_for(profile, sources, section.openvino_int8):
             runtime = get_runtime(spec.runtime)
             wanted = profile.device_class in ("host", "mobile") or format_of(spec.format).onnx_graph
             device_only = runtime.built_on_device and profile.device_class != "host"
-            switched_off = bool(runtime.off_switch) and not getattr(recipe.build, runtime.off_switch)
+            switched_off = bool(runtime.off_switch) and not getattr(section, runtime.off_switch)
             if wanted and not (spec.is_source or device_only or switched_off):
                 specs.setdefault(spec.artifact, spec)
     return list(specs.values())
