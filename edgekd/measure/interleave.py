@@ -158,63 +158,79 @@ def measure_jobs(jobs: list[MeasureJob], workdir: Path, timeout_s: float, in_pro
     an artifact's failure. Jobs share one timing policy. `timeout_s`: each process worker's budget."""
     results: list[dict[str, Any]] = []
     for start in range(0, len(jobs), max_live):
-        group = jobs[start:start + max_live]
-        results += _measure_group(group, [workdir / f"worker-{start + i}" for i in range(len(group))], timeout_s,
-                                  in_process)  # fmt: skip
+        with MeasurePass(jobs[start:start + max_live], workdir, timeout_s, in_process, first_index=start) as group:
+            group.open()
+            results += group.measure()
     return results
 
 
-def _start(job: MeasureJob, stem: Path, timeout_s: float, in_process: bool) -> LocalWorker | ProcessWorker:
-    from edgekd.runtimes import known_to_new_processes
+class MeasurePass:
+    """The workers of one interleaved group: `open` starts them one at a time (each loads its artifact and
+    writes its outputs), `measure` takes the rounds in turns and then each worker's other figures. Leaving the
+    `with` block kills any worker still alive (an interrupt, a bug here): none outlives its pass."""
 
-    if in_process or not known_to_new_processes(job.artifact["runtime"]):
-        return LocalWorker(job)  # a runtime registered at run time: a fresh interpreter would not have it
-    return ProcessWorker(job, stem.with_suffix(".job.json"), stem.with_suffix(".log"), timeout_s)
+    def __init__(self, jobs: list[MeasureJob], workdir: Path, timeout_s: float, in_process: bool = False,
+                 first_index: int = 0) -> None:  # fmt: skip
+        self.jobs, self.timeout_s, self.in_process = jobs, timeout_s, in_process
+        self.stems = [workdir / f"worker-{first_index + i}" for i in range(len(jobs))]
+        self.results: dict[int, dict[str, Any]] = {}
+        self.live: dict[int, LocalWorker | ProcessWorker] = {}
 
+    def __enter__(self) -> MeasurePass:
+        return self
 
-def _measure_group(jobs: list[MeasureJob], stems: list[Path], timeout_s: float,
-                   in_process: bool) -> list[dict[str, Any]]:  # fmt: skip
-    results: dict[int, dict[str, Any]] = {}
-    live: dict[int, LocalWorker | ProcessWorker] = {}
-    try:
-        for i, (job, stem) in enumerate(zip(jobs, stems, strict=True)):  # one at a time: load times do not compete
-            worker = live[i] = _start(job, stem, timeout_s, in_process)
-            if worker.first_reply["event"] != "ready":
-                results[i] = result_of(worker.first_reply)
-                live.pop(i).close()
-        turns = _take_rounds(live, results, jobs[0].policy["rounds"] if jobs else 0)
-        for i, worker in list(live.items()):  # the other figures, one artifact at a time
-            interleaving = turns.get(i)
-            results[i] = result_of(worker.request({"do": "finish", "interleaving": interleaving}))
-            live.pop(i).close()
-    finally:
-        for worker in live.values():
+    def __exit__(self, *_: object) -> None:
+        for worker in self.live.values():
             if isinstance(worker, ProcessWorker):
                 worker.kill()
             worker.close()
-    return [results[i] for i in range(len(jobs))]
+        self.live.clear()
 
+    def open(self) -> None:
+        """Start the workers one after another, so that their load times do not compete."""
+        from edgekd.runtimes import known_to_new_processes
 
-def _take_rounds(live: dict[int, Any], results: dict[int, dict[str, Any]],
-                 rounds: int) -> dict[int, dict[str, Any]]:  # fmt: skip
-    """Every live worker's batch-1 rounds, in turns (ORDER_RULE). A worker that fails leaves `live` with its
-    failed result. Returns, per worker, its record of the turns (LatencyStats fields) where several took turns."""
-    across = len(live)
-    slots: dict[int, list[int]] = {i: [] for i in live}
-    starts: dict[int, list[int]] = {i: [] for i in live}
-    for r in range(rounds):
-        order = list(live)
-        order = order[r % len(order):] + order[:r % len(order)] if order else []
-        for slot, i in enumerate(order):
-            reply = live[i].request({"do": "round", "after_others": across > 1})
-            if reply["event"] != "round":
-                results[i] = result_of(reply)
-                live.pop(i).close()
-                continue
-            slots[i].append(slot)
-            starts[i].append(reply["started_ns"])
-    if across < 2:
-        return {}
-    first = min((s for i in live for s in starts[i]), default=0)
-    return {i: {"interleaved_across": across, "round_slots": slots[i],
-                "round_start_s": [round((s - first) / 1e9, 6) for s in starts[i]]} for i in live}  # fmt: skip
+        for i, (job, stem) in enumerate(zip(self.jobs, self.stems, strict=True)):
+            if self.in_process or not known_to_new_processes(job.artifact["runtime"]):
+                worker = self.live[i] = LocalWorker(job)  # a runtime registered at run time, unknown to a new process
+            else:
+                worker = self.live[i] = ProcessWorker(job, stem.with_suffix(".job.json"), stem.with_suffix(".log"),
+                                                      self.timeout_s)  # fmt: skip
+            if worker.first_reply["event"] != "ready":
+                self._drop(i, worker.first_reply)
+
+    def measure(self) -> list[dict[str, Any]]:
+        """The rounds in turns, then every live worker's other figures, one artifact at a time; one result per
+        job, in order."""
+        turns = self._take_rounds(self.jobs[0].policy["rounds"] if self.jobs else 0)
+        for i, worker in list(self.live.items()):
+            reply = worker.request({"do": "finish", "interleaving": turns.get(i)})
+            self.results[i] = result_of(reply)
+            self.live.pop(i).close()
+        return [self.results[i] for i in range(len(self.jobs))]
+
+    def _drop(self, i: int, reply: dict[str, Any]) -> None:
+        self.results[i] = result_of(reply)
+        self.live.pop(i).close()
+
+    def _take_rounds(self, rounds: int) -> dict[int, dict[str, Any]]:
+        """Every live worker's batch-1 rounds in turns (ORDER_RULE); a worker that fails is dropped with its
+        reason. Per worker, its record of the turns (LatencyStats fields), where several took turns."""
+        slots: dict[int, list[int]] = {i: [] for i in self.live}
+        starts: dict[int, list[int]] = {i: [] for i in self.live}
+        for r in range(rounds):
+            order = list(self.live)
+            shift = r % len(order) if order else 0
+            for slot, i in enumerate(order[shift:] + order[:shift]):
+                reply = self.live[i].request({"do": "round", "after_others": len(order) > 1})
+                if reply["event"] != "round":
+                    self._drop(i, reply)
+                    continue
+                slots[i].append(slot)
+                starts[i].append(reply["started_ns"])
+        across = sum(1 for s in starts.values() if s)  # the workers that timed at least one round
+        if across < 2:
+            return {}
+        first = min((s for i in self.live for s in starts[i]), default=0)
+        return {i: {"interleaved_across": across, "round_slots": slots[i],
+                    "round_start_s": [round((s - first) / 1e9, 6) for s in starts[i]]} for i in self.live}  # fmt: skip
