@@ -31,6 +31,15 @@ def test_each_artifact_was_measured_in_its_own_process(quick_run):
         assert row["latency_ms"]["runs"] >= report["measurement"]["policy"]["min_runs"]
         assert {t["batch_size"] for t in row["throughput"] if t["mode"] == "sync"} == {1, 16}
         assert row["fidelity"]["top1_agreement"] == row["teacher_agreement"]
+    # all of them alive at once, their batch-1 rounds taken in turns: each row says with how many, and where
+    rounds = report["measurement"]["policy"]["rounds"]
+    assert "in turns" in report["measurement"]["interleaving"]
+    for row in report["rows"]:
+        latency = row["latency_ms"]
+        assert latency["interleaved_across"] == len(report["rows"]), row["artifact"]
+        assert len(latency["round_slots"]) == len(latency["round_start_s"]) == rounds
+    first_slots = sorted(row["latency_ms"]["round_slots"][0] for row in report["rows"])
+    assert first_slots == list(range(len(report["rows"])))  # one turn each in a round
 
 
 @pytest.mark.openvino
