@@ -34,8 +34,13 @@ from typing import Any
 from edgekd.measure.session import MeasureJob, answer, failed, open_session, result_of
 
 MAX_LIVE_WORKERS = 8  # the default run's artifacts, all in one interleaved group (~1 GB for the tiny CNN)
+# Between two artifacts' turns: the last one's thread pool may still spin-wait for work (ONNX Runtime's intra-op
+# threads do by default, TBB's too) and would take cores from the next one's timed runs. Not timed; a default run
+# spends 8 artifacts x 10 rounds x this on it.
+TURN_GAP_S = 0.005
 ORDER_RULE = ("rotating: round r of every artifact before round r+1 of any; round r starts at the r-th "
-              "(mod N) artifact, then list order; one artifact timed at a time")  # fmt: skip
+              f"(mod N) artifact, then list order; one artifact timed at a time, {TURN_GAP_S * 1e3:g} ms idle "
+              "between turns")  # fmt: skip
 EXIT_GRACE_S = 10.0  # how long a worker that sent its result may take to exit before it is killed
 
 
@@ -222,6 +227,8 @@ class MeasurePass:
             order = list(self.live)
             shift = r % len(order) if order else 0
             for slot, i in enumerate(order[shift:] + order[:shift]):
+                if len(order) > 1:
+                    time.sleep(TURN_GAP_S)
                 reply = self.live[i].request({"do": "round", "after_others": len(order) > 1})
                 if reply["event"] != "round":
                     self._drop(i, reply)

@@ -116,7 +116,10 @@ def measure_rows(
     """One row per artifact. Without `reference`, the teacher artifact (listed first) provides it. `metric`
     is the task's (accuracy, or cosine to the teacher for embedding encoders, whose rows carry no accuracy).
     `keep_outputs`, when given, receives each measured artifact's outputs on `inputs` by name. `factories`: the
-    recipe's (import path, kwargs) per PyTorch artifact name, the only source of code to build one."""
+    recipe's (import path, kwargs) per PyTorch artifact name, the only source of code to build one.
+
+    The artifacts (up to `interleave.MAX_LIVE_WORKERS` at a time) are loaded together, one worker process each,
+    so that their batch-1 latency rounds can be taken in turns: memory for all of them at once."""
     skipped = skipped or {}
     student_outputs = reference.student_outputs if reference else None
     rows = []

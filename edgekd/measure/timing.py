@@ -4,7 +4,8 @@ Method (the same as OpenVINO's benchmark_app where it has one): warm-up runs are
 continue until BOTH a minimum count and a minimum duration are reached — a fast model gets many samples and a
 slow one is not cut short — each timed with `time.perf_counter_ns`. Percentiles use the nearest-rank method.
 The timed runs are split into rounds (same total budget) so that drift between rounds shows and intervals
-reflect it (`measure.stats`).
+reflect it (`measure.stats`); `RoundTimer` takes them one at a time, so that several artifacts can take turns
+(`measure.interleave`).
 The timed call is the runner's bound call (`bind`): inputs set once, no result dict, no output copy.
 """
 
