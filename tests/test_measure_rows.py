@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from edgekd.build.artifacts import Artifact
-from edgekd.measure import TimingPolicy
+from edgekd.measure import LatencyStats, TimingPolicy
 from edgekd.measure.rows import MeasureSettings, TeacherReference, measure_rows
 from edgekd.report.document import load_report
+from edgekd.report.model import Row
 from edgekd.tasks.base import load_eval_split
 
 TINY = TimingPolicy(warmup_runs=1, min_runs=3, min_seconds=0.0)
@@ -56,9 +57,11 @@ def test_openvino_row_reports_its_execution_precision_and_a_labelled_throughput_
     assert row["flops"] == _rows(quick_run)["student-onnx-fp32"]["flops"] > 0  # counted on the graph it came from
 
 
-def _timed(name: str, precision: str, p50: float, source: str | None = None, target: str = "host") -> dict:
-    return {"artifact": name, "target": target, "status": "ok", "precision": precision, "source": source,
-            "latency_ms": {"p50": p50}, "flags": []}  # fmt: skip
+def _timed(name: str, precision: str, p50: float, source: str | None = None, target: str = "host") -> Row:
+    """An ok row timed at `p50` ms (the only figure the comparison reads)."""
+    artifact = Artifact(name, "student", f"{name}.onnx", "onnx", "onnxruntime", precision, 10, source=source)
+    latency = LatencyStats(p50=p50, p90=p50, p95=p50, p99=p50, mean=p50, std=0.0, min=p50, max=p50, runs=1)
+    return Row.of(artifact, target, 1, status="ok", latency_ms=latency, flags=[])
 
 
 def test_int8_not_faster_flag_fires_at_and_above_its_fp32_sources_p50():
@@ -69,8 +72,7 @@ def test_int8_not_faster_flag_fires_at_and_above_its_fp32_sources_p50():
             _timed("int8-elsewhere", "int8", 3.0, "fp32", target="jetson"),  # its source is not on that target
             _timed("int8-of-int8", "int8", 9.0, "int8-faster")]  # fmt: skip
     _add_comparison_flags(rows)
-    flagged = {row["artifact"]: [f["message"] for f in row["flags"] if f["code"] == "int8-not-faster"]
-               for row in rows}  # fmt: skip
+    flagged = {row.artifact: [f.message for f in row.flags if f.code == "int8-not-faster"] for row in rows}
     assert flagged == {"fp32": [], "int8-faster": [], "int8-elsewhere": [], "int8-of-int8": [],
                        "int8-equal": ["p50 is 1.00x that of its fp32 source 'fp32' on host: INT8 does not pay off "
                                       "here"],
