@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from edgekd.build.artifacts import Artifact
-from edgekd.measure import TimingPolicy
+from edgekd.measure import LatencyStats, TimingPolicy
 from edgekd.measure.rows import MeasureSettings, TeacherReference, measure_rows
 from edgekd.report.document import load_report
-from edgekd.report.model import Row, Timing
+from edgekd.report.model import Row
 from edgekd.tasks.base import load_eval_split
 
 TINY = TimingPolicy(warmup_runs=1, min_runs=3, min_seconds=0.0)
@@ -32,6 +32,15 @@ def test_each_artifact_was_measured_in_its_own_process(quick_run):
         assert row["latency_ms"]["runs"] >= report["measurement"]["policy"]["min_runs"]
         assert {t["batch_size"] for t in row["throughput"] if t["mode"] == "sync"} == {1, 16}
         assert row["fidelity"]["top1_agreement"] == row["teacher_agreement"]
+    # all of them alive at once, their batch-1 rounds taken in turns: each row says with how many, and where
+    rounds = report["measurement"]["policy"]["rounds"]
+    assert "in turns" in report["measurement"]["interleaving"]
+    for row in report["rows"]:
+        latency = row["latency_ms"]
+        assert latency["interleaved_across"] == len(report["rows"]), row["artifact"]
+        assert len(latency["round_slots"]) == len(latency["round_start_s"]) == rounds
+    first_slots = sorted(row["latency_ms"]["round_slots"][0] for row in report["rows"])
+    assert first_slots == list(range(len(report["rows"])))  # one turn each in a round
 
 
 @pytest.mark.openvino
@@ -49,10 +58,10 @@ def test_openvino_row_reports_its_execution_precision_and_a_labelled_throughput_
 
 
 def _timed(name: str, precision: str, p50: float, source: str | None = None, target: str = "host") -> Row:
-    latency = Timing(p50=p50, p90=p50, p95=p50, p99=p50, mean=p50, std=0.0, min=p50, max=p50, runs=10)
-    return Row(artifact=name, role="student", path=f"{name}.onnx", format="onnx", runtime="onnxruntime",
-               precision=precision, params=1, source=source, target=target, threads=1, latency_ms=latency,
-               flags=[])  # fmt: skip
+    """An ok row timed at `p50` ms (the only figure the comparison reads)."""
+    artifact = Artifact(name, "student", f"{name}.onnx", "onnx", "onnxruntime", precision, 10, source=source)
+    latency = LatencyStats(p50=p50, p90=p50, p95=p50, p99=p50, mean=p50, std=0.0, min=p50, max=p50, runs=1)
+    return Row.of(artifact, target, 1, status="ok", latency_ms=latency, flags=[])
 
 
 def test_int8_not_faster_flag_fires_at_and_above_its_fp32_sources_p50():

@@ -1,5 +1,6 @@
 """Measuring artifacts: timing (`timing`), output quality against the teacher (`quality`), static graph cost
-(`graph`), and the per-artifact worker process (`worker`). The names below are the stable public surface."""
+(`graph`), one artifact's measuring session (`session`) in its worker process (`worker`), and the coordinator that
+takes the workers' latency rounds in turns (`interleave`). The names below are the stable public surface."""
 
 from edgekd.measure.quality import (
     STAGES,

@@ -2,8 +2,9 @@
 
 Works from files alone (artifacts, the eval split, optionally the teacher's outputs), so a device with only
 a bundle can produce the same rows as the training machine. Each artifact is timed in its own process by
-default (`edgekd.measure.worker`); accuracy, fidelity, the stage-by-stage drop and the row flags are computed
-here from the outputs the workers wrote.
+default (`edgekd.measure.worker`), the batch-1 latency rounds of all of them taken in turns
+(`edgekd.measure.interleave`), so a drift of the machine's speed falls on every row alike; accuracy, fidelity,
+the stage-by-stage drop and the row flags are computed here from the outputs the workers wrote.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from edgekd.build.artifacts import Artifact
 from edgekd.errors import EdgekdError, StageError
 from edgekd.fileio import remove_stale_temp_dirs
 from edgekd.measure.graph import count_macs, files_on_disk
+from edgekd.measure.interleave import MAX_LIVE_WORKERS, ORDER_RULE, measure_jobs
 from edgekd.measure.quality import ACCURACY, TEACHER_COSINE, quality_collapse
-from edgekd.measure.worker import MeasureJob, run_in_subprocess, run_job
+from edgekd.measure.session import MeasureJob
 from edgekd.report.model import GRAPH_COST, Fidelity, Parity, Row, Timing
 from edgekd.runtimes import format_of
 from edgekd.samples import Inputs, save_inputs
@@ -40,7 +42,8 @@ class MeasureSettings:
     threads: int
     target: str = "host"
     batch_sizes: tuple[int, ...] = ()  # throughput batch sizes (a profile's list); empty: throughput_batch_size
-    isolation: str = "subprocess"  # or "in-process" (debugging: one process, no per-artifact memory figure)
+    # or "in-process" (debugging: one process, no per-artifact memory figure; rounds still taken in turns)
+    isolation: str = "subprocess"
     preset: str = "custom"  # the timing preset the policy came from, recorded in the report
     openvino_throughput: bool = True  # also measure OpenVINO's THROUGHPUT mode (streams), labelled as such
 
@@ -76,6 +79,8 @@ class MeasureSettings:
                 "eval_batch_size": self.eval_batch_size, "noisy_cv": m.NOISY_CV,
                 "noisy_round_spread": m.NOISY_ROUND_SPREAD,
                 "intervals": "95%: order statistics and a bootstrap over rounds",
+                "interleaving": f"batch-1 latency rounds of a pass's artifacts (up to {MAX_LIVE_WORKERS} loaded at "
+                                f"once) in turns, {ORDER_RULE}; each row's latency_ms records its turns",
                 "percentiles": "nearest rank", "clock": "time.perf_counter_ns"}  # fmt: skip
 
 
@@ -111,7 +116,10 @@ def measure_rows(
     """One row per artifact. Without `reference`, the teacher artifact (listed first) provides it. `metric`
     is the task's (accuracy, or cosine to the teacher for embedding encoders, whose rows carry no accuracy).
     `keep_outputs`, when given, receives each measured artifact's outputs on `inputs` by name. `factories`: the
-    recipe's (import path, kwargs) per PyTorch artifact name, the only source of code to build one."""
+    recipe's (import path, kwargs) per PyTorch artifact name, the only source of code to build one.
+
+    The artifacts (up to `interleave.MAX_LIVE_WORKERS` at a time) are loaded together, one worker process each,
+    so that their batch-1 latency rounds can be taken in turns: memory for all of them at once."""
     skipped = skipped or {}
     student_outputs = reference.student_outputs if reference else None
     rows = []
@@ -119,13 +127,15 @@ def measure_rows(
     with tempfile.TemporaryDirectory(prefix=f"{MEASURE_TEMP_PREFIX}{os.getpid()}-") as tmp:
         workdir = Path(tmp)
         save_inputs(workdir / "inputs.npz", inputs, "input")
+        measured = [a for a in artifacts if a.name not in skipped]
+        figures = _measure(measured, run_dir, workdir, settings, num_classes, factories or {})
+        results = dict(zip((a.name for a in measured), figures, strict=True))
         for artifact in artifacts:
             if artifact.name in skipped:
                 rows.append(Row.of(artifact, settings.target, settings.threads, status="skipped",
                                    reason=skipped[artifact.name], flags=[]))  # fmt: skip
                 continue
-            factory = (factories or {}).get(artifact.name)
-            result = _measure_one(artifact, run_dir, workdir, settings, num_classes, factory)
+            result = results[artifact.name]
             if result["status"] != "ok":
                 rows.append(Row.of(artifact, settings.target, settings.threads, status="failed",
                                    reason=result["reason"], flags=[]))  # fmt: skip
@@ -209,24 +219,24 @@ def _quality(outputs: np.ndarray, labels: np.ndarray, reference: TeacherReferenc
     }
 
 
-def _measure_one(artifact: Artifact, run_dir: Path, workdir: Path, settings: MeasureSettings,
-                 num_classes: int, factory: tuple[str, dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
-    job = MeasureJob(
-        artifact=artifact.to_dict(), run_dir=str(Path(run_dir).resolve()), inputs_path=str(workdir / "inputs.npz"),
-        outputs_path=str(workdir / f"{artifact.name}.outputs.npy"), threads=settings.threads,
-        num_classes=num_classes, eval_batch_size=settings.eval_batch_size, policy=asdict(settings.policy),
-        batch_sizes=list(settings.throughput_batch_sizes), openvino_throughput=settings.openvino_throughput,
-        factory=None if factory is None else [factory[0], dict(factory[1])],
-    )  # fmt: skip
-    if settings.isolation == "subprocess":
-        runs = 1 + 2 * len(settings.throughput_batch_sizes)
-        return run_in_subprocess(job, workdir, timeout_s=600 + 30 * runs * settings.policy.min_seconds)
-    try:
-        return run_job(job, isolated=False)
-    except EdgekdError as exc:
-        return {"status": "failed", "reason": str(exc)}
-    except Exception as exc:  # a runtime failing on one artifact must not lose the other rows
-        return {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+def _measure(artifacts: list[Artifact], run_dir: Path, workdir: Path, settings: MeasureSettings, num_classes: int,
+             factories: dict[str, tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:  # fmt: skip
+    """The workers' results, one per artifact in order, their batch-1 rounds interleaved (measure.interleave)."""
+    jobs = []
+    for artifact in artifacts:
+        factory = factories.get(artifact.name)
+        jobs.append(MeasureJob(
+            artifact=artifact.to_dict(), run_dir=str(Path(run_dir).resolve()),
+            inputs_path=str(workdir / "inputs.npz"), outputs_path=str(workdir / f"{artifact.name}.outputs.npy"),
+            threads=settings.threads, num_classes=num_classes, eval_batch_size=settings.eval_batch_size,
+            policy=asdict(settings.policy), batch_sizes=list(settings.throughput_batch_sizes),
+            openvino_throughput=settings.openvino_throughput,
+            factory=None if factory is None else [factory[0], dict(factory[1])],
+        ))  # fmt: skip
+    # each worker's own time (loading, its rounds, its other figures), not the time it waits for the others
+    runs = 1 + 2 * len(settings.throughput_batch_sizes)
+    timeout_s = 600 + 30 * runs * settings.policy.min_seconds
+    return measure_jobs(jobs, workdir, timeout_s, in_process=settings.isolation == "in-process")
 
 
 def _measured_row(artifact: Artifact, run_dir: Path, settings: MeasureSettings, result: dict[str, Any],

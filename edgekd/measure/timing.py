@@ -4,7 +4,8 @@ Method (the same as OpenVINO's benchmark_app where it has one): warm-up runs are
 continue until BOTH a minimum count and a minimum duration are reached — a fast model gets many samples and a
 slow one is not cut short — each timed with `time.perf_counter_ns`. Percentiles use the nearest-rank method.
 The timed runs are split into rounds (same total budget) so that drift between rounds shows and intervals
-reflect it (`measure.stats`).
+reflect it (`measure.stats`); `RoundTimer` takes them one at a time, so that several artifacts can take turns
+(`measure.interleave`).
 The timed call is the runner's bound call (`bind`): inputs set once, no result dict, no output copy.
 """
 
@@ -104,6 +105,11 @@ class LatencyStats:
     runtime_p50: float | None = None
     runtime_p50_ci95: tuple[float, float] | None = None
     call_overhead_ms: float | None = None
+    # where the rounds were interleaved with other artifacts' (edgekd.measure.interleave): how many artifacts
+    # took turns, this one's place in each round (0 = first) and when each of its rounds began (s since the first)
+    interleaved_across: int | None = None
+    round_slots: tuple[int, ...] | None = None
+    round_start_s: tuple[float, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: intervals as [low, high], and fields this measurement has no value for left out."""
@@ -199,19 +205,38 @@ def time_round(call: TimedCall, min_runs: int, min_seconds: float) -> tuple[list
     return [ns / 1e6 for ns in samples_ns], own
 
 
+class RoundTimer:
+    """Timed runs of one bound call, one round at a time on request: what lets a coordinator take turns between
+    artifacts (round r of every artifact before round r + 1 of any). Warm-up runs happen on construction."""
+
+    def __init__(self, runner: Runner, batch: Inputs, policy: TimingPolicy) -> None:
+        self.call = bind_runner(runner, batch)
+        self.policy = policy
+        self.timed = TimedRounds([], [] if self.call.runtime_ms is not None else None)
+        for _ in range(policy.warmup_runs):
+            self.call.run()
+
+    def rewarm_runs(self) -> int:
+        """Untimed runs before a round that follows other artifacts' turns: their runs left this one's caches
+        and thread pool cold. The preset's warm-up, spread over its rounds (at least one)."""
+        return max(1, math.ceil(self.policy.warmup_runs / self.policy.rounds))
+
+    def round(self, rewarm: int = 0) -> None:
+        """`rewarm` untimed runs, then one round of `policy.per_round()` timed runs."""
+        for _ in range(rewarm):
+            self.call.run()
+        wall, own = time_round(self.call, *self.policy.per_round())
+        self.timed.wall.append(wall)
+        if self.timed.runtime is not None and own is not None:
+            self.timed.runtime.append(own)
+
+
 def time_rounds(runner: Runner, batch: Inputs, policy: TimingPolicy) -> TimedRounds:
     """Warm-up, then `policy.rounds` rounds of timed runs of the bound call."""
-    call = bind_runner(runner, batch)
-    for _ in range(policy.warmup_runs):
-        call.run()
-    runs, seconds = policy.per_round()
-    out = TimedRounds([], [] if call.runtime_ms is not None else None)
+    timer = RoundTimer(runner, batch, policy)
     for _ in range(policy.rounds):
-        wall, own = time_round(call, runs, seconds)
-        out.wall.append(wall)
-        if out.runtime is not None and own is not None:
-            out.runtime.append(own)
-    return out
+        timer.round()
+    return timer.timed
 
 
 def time_runs(runner: Runner, batch: Inputs, policy: TimingPolicy) -> list[float]:
@@ -245,10 +270,19 @@ def repeat_to_batch(inputs: Inputs, batch_size: int) -> Inputs:
     return samples.repeat_to_batch(inputs, batch_size)
 
 
+def latency_timer(runner: Runner, sample: Inputs, policy: TimingPolicy) -> RoundTimer:
+    """The batch-1 latency timer on one real sample (the first), warmed up, no round taken yet."""
+    return RoundTimer(runner, samples.take(sample, slice(0, 1)), policy)
+
+
+def latency_stats(timed: TimedRounds) -> LatencyStats:
+    """The latency figures of rounds taken, beside the timing loop's own cost."""
+    return summarize_rounds(timed.wall, timed.runtime, loop_overhead_ms())
+
+
 def measure_latency(runner: Runner, sample: Inputs, policy: TimingPolicy) -> LatencyStats:
     """Latency at batch 1 on one real sample, in rounds, beside the timing loop's own cost."""
-    timed = time_rounds(runner, samples.take(sample, slice(0, 1)), policy)
-    return summarize_rounds(timed.wall, timed.runtime, loop_overhead_ms())
+    return latency_stats(time_rounds(runner, samples.take(sample, slice(0, 1)), policy))
 
 
 def measure_latency_real_lengths(runner: Runner, inputs: Inputs, policy: TimingPolicy) -> dict[str, Any] | None:
