@@ -31,11 +31,16 @@ class ReportError(EdgekdError):
     """A report file is missing, unreadable or does not match the schema."""
 
 
+def install_hint(extra: str) -> str:
+    """The one wording of how to install an optional part of edgekd."""
+    return f'pip install "edgekd[{extra}]"'
+
+
 class MissingDependencyError(EdgekdError):
     """An optional runtime is not installed; the message names the extra to install."""
 
     def __init__(self, package: str, extra: str, purpose: str):
-        super().__init__(f"{purpose} needs the '{package}' package: pip install \"edgekd[{extra}]\"")
+        super().__init__(f"{purpose} needs the '{package}' package: {install_hint(extra)}")
         self.package = package
         self.extra = extra
 

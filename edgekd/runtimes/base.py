@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgekd.errors import install_hint
+
 if TYPE_CHECKING:  # the profile type is only named here: targets.profiles imports the registry
     from edgekd.targets.profiles import Profile
 
@@ -169,8 +171,7 @@ class Runtime:
         try:
             self.version()
         except ImportError:
-            fix = f'pip install "edgekd[{self.extra}]"'
-            return RuntimeStatus(Availability.ABSENT, f"{self.package} is not installed: {fix}")
+            return RuntimeStatus(Availability.ABSENT, f"{self.package} is not installed: {install_hint(self.extra)}")
         return USABLE
 
     def unavailable_reason(self) -> str | None:

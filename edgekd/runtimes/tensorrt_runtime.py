@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.errors import EdgekdError, MissingDependencyError, StageError
+from edgekd.errors import EdgekdError, MissingDependencyError, StageError, install_hint
 from edgekd.fileio import atomic_path, sha256_file, write_json_atomic
 from edgekd.pipeline.layout import FP32_ONNX, QDQ_ONNX
 from edgekd.runtimes.base import (
@@ -119,7 +119,7 @@ def tensorrt_status() -> RuntimeStatus:
         _version()
     except ImportError:
         if trtexec_path() is None:
-            return RuntimeStatus(Availability.ABSENT, 'TensorRT is not installed: pip install "edgekd[tensorrt]" '
+            return RuntimeStatus(Availability.ABSENT, f"TensorRT is not installed: {install_hint('tensorrt')} "
                                  "(on a Jetson it comes with JetPack)")  # fmt: skip
         return RuntimeStatus(Availability.BUILD_ONLY, "only trtexec is installed: engines can be built, but running "
                              "them needs the tensorrt Python package")  # fmt: skip
