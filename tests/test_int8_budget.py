@@ -135,3 +135,34 @@ def test_the_onnx_runtime_flag_names_where_the_budget_came_from():
     missed_budget([row], {"calibration": {"accuracy_aware": search}})
     [flag] = row.flags
     assert flag.code == "quantization-budget-missed" and "(budgets.min_teacher_agreement)" in flag.message
+
+
+@pytest.mark.openvino
+def test_the_build_stage_judges_nncf_on_the_validation_split_and_the_summary_says_what_it_did(gain_model, tmp_path):
+    import shutil
+
+    from edgekd.build.stage import build_stage
+    from edgekd.pipeline.layout import CALIBRATION_SAMPLES, FP32_ONNX
+    from edgekd.recipe import BuildSection
+    from edgekd.report.summary import accuracy_control_lines
+    from edgekd.targets.profiles import load_profile
+    from edgekd.tasks.base import TaskData, save_calibration_samples
+
+    source, samples = gain_model
+    shutil.copyfile(source, tmp_path / FP32_ONNX)
+    save_calibration_samples(tmp_path / CALIBRATION_SAMPLES, samples[:64], "x")
+    labels = np.zeros(len(samples), dtype=np.int64)
+    task = TaskData("gain", samples[:64], labels[:64], samples[64:160], labels[64:160], samples[160:], labels[160:],
+                    10, "x", {})  # fmt: skip
+    _, _, summary = build_stage(BuildSection(), [FP32_ONNX], task, tmp_path, [load_profile("host")], "", 1, 16,
+                                _budget(5.0))  # fmt: skip
+    record = summary["accuracy_control"]["student-openvino-int8"]  # the one NNCF build; fp32 / fp16 IRs have none
+    assert list(summary["accuracy_control"]) == ["student-openvino-int8"]
+    assert record["met"] and record["reverted"] == [{"name": HEAD, "op_type": "MatMul"}]
+    assert record["judged_on"].startswith("96 validation samples")  # the task's validation split, not calibration
+    [line] = accuracy_control_lines(summary)
+    assert f"from budgets.max_accuracy_drop) met: {record['plain_drop_points']:.2f} -> " in line
+    assert f"1 of 2 int8 ops reverted to float: {HEAD} (MatMul)" in line
+    assert (tmp_path / "quantize.log").is_file()
+    _, _, plain = build_stage(BuildSection(), [FP32_ONNX], task, tmp_path, [load_profile("host")], "", 1, 16)
+    assert "accuracy_control" not in plain  # no budget: plain NNCF, as a bundle on a device builds it

@@ -50,7 +50,8 @@ def build_stage(
                 "profiles": [p.name for p in profiles],
                 **({"accuracy_control": controlled} if controlled else {})}  # fmt: skip
 
-    key = stage_key({"build": section, "profiles": profiles}, upstream)
+    judged = {"budget": budget.to_dict()} if budget is not None else {}  # a build without one keeps its old key
+    key = stage_key({"build": section, "profiles": profiles, **judged}, upstream)
     outputs = [s.path for s in to_build] + shared
     summary = timed_stage(run_dir, "build", key, outputs, work)
     return [engines_build.to_artifact(s, params) for s in specs], skipped, summary
