@@ -88,7 +88,8 @@ def accuracy_control_lines(build: dict[str, Any]) -> list[str]:
         lines.append(f"{artifact} by NNCF accuracy control (max_drop {record['max_drop']:g} pts on validation, from "
                      f"{record['max_drop_source']}) {verdict}: {record['plain_drop_points']:.2f} -> "
                      f"{record['drop_points']:.2f} pts, {len(record['reverted'])} of {record['quantized_ops']} int8 "
-                     f"ops reverted to float: {reverted}; {record['seconds']:.1f} s")
+                     f"ops reverted to float: {reverted}; {record['seconds']:.1f} s (`edgekd profile` on a device "
+                     "builds plain NNCF: the bundle carries no validation split)")
     return lines
 
 
