@@ -166,3 +166,29 @@ def test_the_build_stage_judges_nncf_on_the_validation_split_and_the_summary_say
     assert (tmp_path / "quantize.log").is_file()
     _, _, plain = build_stage(BuildSection(), [FP32_ONNX], task, tmp_path, [load_profile("host")], "", 1, 16)
     assert "accuracy_control" not in plain  # no budget: plain NNCF, as a bundle on a device builds it
+
+
+@pytest.mark.openvino
+def test_nncf_accuracy_control_on_a_token_encoder_judges_cosine_and_names_what_it_reverted(tmp_path):
+    from edgekd.models.hf import load_hf_encoder
+    from edgekd.runtimes.openvino_runtime import RUNTIME, build_int8_ir_nncf
+    from tests.tiny_hf import make_tiny_bert
+
+    encoder = load_hf_encoder(make_tiny_bert(tmp_path / "bert", output="embedding"), "embedding", 0, pad_token_id=0)
+    ids = np.random.default_rng(0).integers(5, 25, size=(32, 12)).astype(np.int64)
+    ids[:, 9:] = 0  # padding
+    export_onnx(encoder, ids, "input_ids", tmp_path / "student.onnx", 18)
+    validation = {"input_ids": ids[16:]}
+    budget = QuantizeBudget(0.0, "budgets.min_teacher_cosine", TEACHER_COSINE, 1)  # min_teacher_cosine = 1: no room
+    record = build_int8_ir_nncf(tmp_path / "student.onnx", tmp_path / "int8.xml",
+                                calibration_feeds(ids[:16], "input_ids"), transformer=True,
+                                log_path=tmp_path / "quantize.log",
+                                under_budget=(budget, validation, "input_ids"))  # fmt: skip
+    # one iteration (max_float_nodes) reverts one group, which may hold several ops (the embedding Gathers)
+    assert record["quantized_ops"] > len(record["reverted"]) >= 1 and record["plain_drop_points"] > 0
+    assert all(op["name"] and op["op_type"] for op in record["reverted"])
+    reference = model_outputs(tmp_path / "student.onnx", validation, "input_ids")
+    got = RUNTIME.load(tmp_path / "int8.xml", 1)(validation)  # the IR stores f32 inference precision
+    measured = drop_points(fidelity_to(got, reference, TEACHER_COSINE), TEACHER_COSINE)
+    assert measured == pytest.approx(record["drop_points"], abs=1e-3)
+    assert record["met"] == (record["drop_points"] <= 0)

@@ -13,7 +13,8 @@ back and still counts).
 NNCF returns only the model, and its log says when it stopped rather than what the result measures (it reports
 failure when it had to revert the last group, even if that met the budget). So the record is taken from the models
 themselves: the ops NNCF reverted are those that read a FakeQuantize output in the fully quantized model (which
-NNCF saves on request, `intermediate_model_dir`) and read none in the result; both models' drops are measured again
+NNCF saves on request, `intermediate_model_dir`) and in the result read neither one nor a low-bit weight (NNCF
+stores its result's weights compressed: int8 constants decompressed in the graph); both drops are measured again
 on the validation samples, and the budget counts as met only when the result's measured drop is within it.
 Every model is judged with the CPU plugin in f32, as NNCF compiles it; an IR stored with inference precision
 "auto" may run in bf16 where the CPU has it (its row says what it executed in).
@@ -35,6 +36,8 @@ from edgekd.quantize.calibration import VALIDATION_LIMIT, fidelity_to, model_out
 from edgekd.quantize.ort_int8 import Calibration, calibration_feeds
 
 METHOD = "nncf-accuracy-control"
+LOW_BIT_WEIGHTS = ("i8", "u8", "i4", "u4")
+DECOMPRESSION_OPS = ("Convert", "Subtract", "Multiply", "Reshape", "Transpose", "Unsqueeze")
 
 
 def fidelity_metric(reference: np.ndarray, metric: str):
@@ -54,13 +57,27 @@ def fidelity_metric(reference: np.ndarray, metric: str):
     return validate
 
 
+def _compressed_weight(node, depth: int = 0) -> bool:
+    """True for a weight stored in low bits and decompressed in the graph (Constant i8 -> Convert -> Subtract ->
+    Multiply, as NNCF writes the weights of its result), or a step of that decompression."""
+    kind = node.get_type_name()
+    if kind == "Constant":
+        return node.get_element_type().get_type_name() in LOW_BIT_WEIGHTS
+    return kind in DECOMPRESSION_OPS and depth < 4 and any(
+        _compressed_weight(i.get_source_output().get_node(), depth + 1) for i in node.inputs())  # fmt: skip
+
+
 def quantized_ops(model) -> dict[str, str]:
-    """Friendly name -> op type of every op of an OpenVINO model that reads a FakeQuantize output (runs in int8)."""
-    def reads_fake_quantize(op) -> bool:
-        return any(i.get_source_output().get_node().get_type_name() == "FakeQuantize" for i in op.inputs())
+    """Friendly name -> op type of every op of an OpenVINO model that runs in int8: it reads a FakeQuantize output
+    (NNCF's fully quantized model) or a low-bit weight decompressed in the graph (its result)."""
+
+    def reads_int8(op) -> bool:
+        sources = [i.get_source_output().get_node() for i in op.inputs()]
+        return any(s.get_type_name() == "FakeQuantize" or _compressed_weight(s) for s in sources)
 
     return {op.get_friendly_name(): op.get_type_name() for op in model.get_ordered_ops()
-            if op.get_type_name() != "FakeQuantize" and reads_fake_quantize(op)}  # fmt: skip
+            if op.get_type_name() not in ("FakeQuantize", "Constant") and not _compressed_weight(op)
+            and reads_int8(op)}  # fmt: skip
 
 
 def _drop(ov, model, items: list, reference: np.ndarray, metric: str) -> float:
