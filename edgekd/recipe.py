@@ -139,8 +139,10 @@ class QuantizeSection:
     static_ops: str = "safe"
     # Accuracy-aware static INT8: the most points (vs the fp32 student on validation: top-1 disagreement or
     # 1 - cosine, x100) the static model may lose; over it, the most sensitive nodes stay float, one at a time, up
-    # to max_float_nodes. 0 = off.
-    max_drop: float = 0.0
+    # to max_float_nodes (ONNX Runtime), and NNCF's accuracy control reverts ops for the OpenVINO int8 IR. 0 = off;
+    # -1 = from [budgets], taken as an upper bound: max_accuracy_drop N -> N, min_teacher_agreement A -> 100 - A,
+    # min_teacher_cosine C -> (1 - C) x 100 (the tightest; none of them: off). See edgekd.quantize.budget.
+    max_drop: float = -1.0
     max_float_nodes: int = 8
 
 

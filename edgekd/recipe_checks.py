@@ -55,7 +55,8 @@ def check_recipe_values(recipe: Any) -> None:
         _choice(recipe.quantize.static_ops, STATIC_OPS, "quantize.static_ops"),
         _choice(recipe.build.openvino_int8, OPENVINO_INT8, "build.openvino_int8"),
         (50 < recipe.quantize.percentile < 100, "quantize.percentile", "must be between 50 and 100 (e.g. 99.99)"),
-        (recipe.quantize.max_drop >= 0, "quantize.max_drop", "must be >= 0 (0 = off)"),
+        (recipe.quantize.max_drop >= 0 or recipe.quantize.max_drop == -1, "quantize.max_drop",
+         "must be >= 0 (0 = off), or -1 to follow the recipe's [budgets]"),
         (recipe.quantize.max_float_nodes >= 1, "quantize.max_float_nodes", "must be >= 1"),
     ]
     checks += [

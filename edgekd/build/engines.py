@@ -51,16 +51,19 @@ def to_artifact(spec: EngineSpec, params: int) -> Artifact:
                     quantization=quantization, source=source)  # fmt: skip
 
 
-def build_engine(spec: EngineSpec, source_dir: Path, out_dir: Path, profile: Profile, **device: Any) -> None:
+def build_engine(spec: EngineSpec, source_dir: Path, out_dir: Path, profile: Profile,
+                 **device: Any) -> dict[str, Any] | None:  # fmt: skip
     """Build one artifact from its ONNX source into `out_dir`, by its runtime's build step (`device`: the model's
     input facts that engines with fixed shape ranges need: input_name (one, or a list), sample_shape, max_batch,
-    sequence_axis, log_path). An ONNX file the export or quantize stages made is run as it is."""
+    sequence_axis, log_path; in a run under a quantization budget also `budget` and the `validation` inputs,
+    which NNCF's accuracy control needs). An ONNX file the export or quantize stages made is run as it is.
+    Returns what the build step reports it did (NNCF's accuracy control), else None."""
     if spec.is_source:
-        return
+        return None
     runtime = get_runtime(spec.runtime)
     if runtime.build is None:
         raise StageError(f"build: runtime '{spec.runtime}' has no build step for '{spec.format}' ({spec.artifact})")
-    runtime.build(spec, BuildJob(source_dir, out_dir, profile, device))
+    return runtime.build(spec, BuildJob(source_dir, out_dir, profile, device))
 
 
 def skipped_row(artifact: Artifact, target: str, reason: str, threads: int, batch_size: int) -> Row:

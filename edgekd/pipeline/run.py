@@ -38,6 +38,7 @@ from edgekd.pipeline.layout import (
 from edgekd.pipeline.progress import timed_step
 from edgekd.pipeline.rundirs import check_run_name, claim_dir, remove_owned_dir
 from edgekd.pipeline.stages import stage_key, timed_stage
+from edgekd.quantize.budget import quantize_budget
 from edgekd.quantize.stage import missed_budget, quantize_outputs, quantize_stage, static_activations
 from edgekd.recipe import Recipe
 from edgekd.report.builder import run_report
@@ -112,10 +113,12 @@ def distill_and_export(
                                    lambda: export_stage(recipe.export, task, student, run_dir))  # fmt: skip
 
     activations = static_activations(recipe.quantize, profiles)
-    quantize_key = stage_key({"quantize": recipe.quantize, "activations": activations}, export_key)
+    budget = quantize_budget(recipe.quantize, recipe.budgets, metric)  # quantize.max_drop, or from [budgets]
+    quantize_key = stage_key({"quantize": recipe.quantize, "activations": activations,
+                              "budget": budget and budget.to_dict()}, export_key)  # fmt: skip
     stages["quantize"] = timed_stage(run_dir, "quantize", quantize_key, quantize_outputs(recipe.quantize),
                                      lambda: quantize_stage(recipe.quantize, task, run_dir, calibration, activations,
-                                                            metric))  # fmt: skip
+                                                            metric, budget))  # fmt: skip
 
     ort_fp32 = FP32_ONNX
     if has_graph_choice(task, student):  # a transformer encoder: its fastest ORT graph, measured
@@ -128,7 +131,7 @@ def distill_and_export(
     sources = onnx_sources(recipe.quantize.variants)
     max_batch = max(recipe.measure.throughput_batch_size, recipe.measure.eval_batch_size)
     engines, skipped, stages["build"] = build_stage(recipe.build, sources, task, run_dir, profiles, quantize_key,
-                                                    student_params, max_batch)  # fmt: skip
+                                                    student_params, max_batch, budget)  # fmt: skip
 
     settings = MeasureSettings.from_recipe(dataclasses.asdict(recipe.measure), threads)
     outputs: dict[str, np.ndarray] = {}
@@ -142,7 +145,7 @@ def distill_and_export(
                                      metric)  # fmt: skip
     rows += target_rows(profiles, sources, run_dir, task, settings, reference, student_params, metric)
     parity_failure(rows, stages["export"]["parity"])
-    missed_budget(rows, stages["quantize"])
+    missed_budget(rows, stages["quantize"], stages["build"])
     stages["total_seconds"] = round(time.perf_counter() - started, 3)
     estimates = target_estimates(profiles, sources, run_dir)
     report = run_report(recipe, task, stages, rows, threads, measurement=settings.describe(), estimates=estimates,

@@ -1,4 +1,6 @@
-"""Accuracy-aware static INT8: keep the most sensitive nodes in float until `quantize.max_drop` holds.
+"""Accuracy-aware static INT8: keep the most sensitive nodes in float until `quantize.max_drop` holds (set in the
+recipe, or by default from its budgets: edgekd.quantize.budget says how a budget against the teacher maps to points
+against the fp32 student; the OpenVINO int8 IR meets the same budget by NNCF, edgekd.quantize.nncf_accuracy).
 
 The drop is measured against the fp32 ONNX student on validation samples, in points: (1 - top-1 agreement) x 100
 for classifiers (a bound on the accuracy drop: a sample can only lose its label by changing its answer) and

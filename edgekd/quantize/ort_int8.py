@@ -37,22 +37,32 @@ COMPUTE_OPS = ("MatMul", "Gemm", "Conv")
 Calibration = np.ndarray | Mapping[str, np.ndarray]  # one input's samples, or every input's by name
 
 
+# Loggers that do not propagate to the root and write to the terminal through their own handler, made at import
+# (NNCF's "nncf" logger holds the process's original stdout, which redirecting sys.stdout does not reach): import
+# the package before entering quantizer_output_to.
+OWN_HANDLER_LOGGERS = ("nncf",)
+
+
 @contextlib.contextmanager
 def quantizer_output_to(log_path: Path | None) -> Iterator[None]:
-    """Send ONNX Runtime's quantization logging (root logger) and its calibrators' prints to `log_path`
-    (appended), or nowhere when None, for the duration of the block."""
-    root = logging.getLogger()
-    saved_handlers, saved_level = root.handlers[:], root.level
+    """Send ONNX Runtime's quantization logging (root logger), NNCF's (its own logger) and the calibrators' and
+    progress bars' prints to `log_path` (appended), or nowhere when None, for the duration of the block."""
+    known = logging.Logger.manager.loggerDict  # only loggers already made: creating "nncf" first would break NNCF
+    loggers = [logging.getLogger(), *(known[n] for n in OWN_HANDLER_LOGGERS
+                                      if isinstance(known.get(n), logging.Logger))]  # fmt: skip
+    saved = [(logger.handlers[:], logger.level) for logger in loggers]
     stream = log_path.open("a", encoding="utf-8") if log_path else io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    root.handlers = [handler]
-    root.setLevel(logging.INFO)
+    for logger in loggers:
+        logger.handlers = [handler]
+        logger.setLevel(logging.INFO)
     try:
         with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
             yield
     finally:
-        root.handlers, root.level = saved_handlers, saved_level
+        for logger, (handlers, level) in zip(loggers, saved, strict=True):
+            logger.handlers, logger.level = handlers, level
         stream.close()
 
 

@@ -77,6 +77,32 @@ class Parity(_Closeness):
         return "mean cosine", self.mean_cosine
 
 
+@dataclass(frozen=True)
+class AccuracyControl:
+    """What NNCF's accuracy control did to an OpenVINO int8 IR under the quantization budget (`accuracy_control`,
+    edgekd.quantize.nncf_accuracy): the ops it reverted to float and the drops, in points against the fp32 ONNX
+    student on validation, of the plain NNCF model and of the result, both measured by edgekd."""
+
+    method: str
+    max_drop: float
+    max_drop_source: str  # "quantize.max_drop" or the budget it came from, "budgets.<name>"
+    met: bool
+    drop_points: float
+    plain_drop_points: float
+    quantized_ops: int  # ops the plain NNCF model runs in int8
+    reverted: tuple[dict[str, str], ...]  # {"name", "op_type"} of each op reverted to float
+    max_iterations: int
+    judged_on: str
+    seconds: float
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> AccuracyControl:
+        return cls(**{**record, "reverted": tuple(record["reverted"])})
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in fields(self)}
+
+
 @dataclass(kw_only=True)
 class Row:
     """One artifact on one target: ok (measured), skipped (with the reason and what to run instead) or failed."""
@@ -122,6 +148,7 @@ class Row:
     proxy: str | None = None  # measured on a stand-in (a mobile model on the host): what stood in for what
     mobile: dict[str, Any] | None = None
     build: dict[str, Any] | None = None  # an engine's build record
+    accuracy_control: AccuracyControl | None = None  # an OpenVINO int8 IR made under the quantization budget
     gpu_compute_ms: Timing | None = None
 
     @classmethod

@@ -75,6 +75,21 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     if quantize.get("calibration_samples"):
         lines.append(f"INT8 static calibrated on {quantize['calibration_samples']} training samples"
                      + calibration_choice(quantize.get("calibration")))
+    lines += accuracy_control_lines(report.get("stages", {}).get("build", {}))
+    return lines
+
+
+def accuracy_control_lines(build: dict[str, Any]) -> list[str]:
+    """One line per OpenVINO int8 IR NNCF's accuracy control made under the budget: the ops it reverted, the drops."""
+    lines = []
+    for artifact, record in build.get("accuracy_control", {}).items():
+        reverted = ", ".join(f"{op['name']} ({op['op_type']})" for op in record["reverted"]) or "none"
+        verdict = "met" if record["met"] else "NOT met (flagged)"
+        lines.append(f"{artifact} by NNCF accuracy control (max_drop {record['max_drop']:g} pts on validation, from "
+                     f"{record['max_drop_source']}) {verdict}: {record['plain_drop_points']:.2f} -> "
+                     f"{record['drop_points']:.2f} pts, {len(record['reverted'])} of {record['quantized_ops']} int8 "
+                     f"ops reverted to float: {reverted}; {record['seconds']:.1f} s (`edgekd profile` on a device "
+                     "builds plain NNCF: the bundle carries no validation split)")
     return lines
 
 
@@ -118,7 +133,8 @@ def calibration_choice(calibration: dict[str, Any] | None) -> str:
         kept = ", ".join(f"{k['node']} ({k['op_type']}, {k['bought_points']:+.2f} pts, {k['latency_cost_ms']:+.3f} ms)"
                          for k in search["kept_float"]) or "none"  # fmt: skip
         verdict = "met" if search["met"] else "NOT met (best model kept)"
-        text += (f"; accuracy-aware (max_drop {search['max_drop']:g} pts on validation) {verdict}: "
+        source = f", from {search['max_drop_source']}" if "max_drop_source" in search else ""
+        text += (f"; accuracy-aware (max_drop {search['max_drop']:g} pts on validation{source}) {verdict}: "
                  f"{search['all_int8_drop_points']:.2f} -> {search['drop_points']:.2f} pts, kept in float: {kept}; "
                  f"search {search['seconds']:.1f} s")
     return text

@@ -141,7 +141,9 @@ class Runtime:
     version: Callable[[], str]
     load: Callable[[Path, int], Runner] | None = None  # (artifact path, threads) -> runner; None: loaded by another
     engines: tuple[EngineSpec, ...] = ()  # its rows of the engine table
-    build: Callable[[EngineSpec, BuildJob], None] | None = None  # builds one of its rows' artifacts
+    # builds one of its rows' artifacts; may return a record of what it did for the build summary (NNCF's accuracy
+    # control), else None
+    build: Callable[[EngineSpec, BuildJob], dict[str, Any] | None] | None = None
     built_on_device: bool = False  # artifacts tied to the device (GPU, runtime version): never built elsewhere
     formats: tuple[ArtifactFormat, ...] = ()  # the artifact formats it makes
     # replaces the import test: e.g. TensorRT also needs a GPU, and with only trtexec it can build but not run

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from edgekd.fileio import atomic_path
 from edgekd.pipeline.layout import FP32_ONNX, QDQ_ONNX
 from edgekd.runtimes.base import ArtifactFormat, BuildJob, EngineSpec, Runner, Runtime, TimedCall
 from edgekd.samples import Inputs
+
+if TYPE_CHECKING:
+    from edgekd.quantize.budget import QuantizeBudget
 
 PRECISION_KEY = ["edgekd", "inference_precision"]
 INFERENCE_PRECISIONS = ("auto", "f32")
@@ -60,18 +63,32 @@ def _import_nncf():
     return nncf
 
 
-def build_int8_ir_nncf(onnx_path: Path, xml_path: Path, feeds: list[dict[str, np.ndarray]], transformer: bool,
-                       inference_precision: str = "f32", log_path: Path | None = None) -> None:  # fmt: skip
+def build_int8_ir_nncf(
+    onnx_path: Path, xml_path: Path, feeds: list[dict[str, np.ndarray]], transformer: bool,
+    inference_precision: str = "f32", log_path: Path | None = None,
+    under_budget: tuple[QuantizeBudget, Inputs, str] | None = None,
+) -> dict[str, Any] | None:  # fmt: skip
     """OpenVINO int8 IR by NNCF post-training quantization of the fp32 ONNX model on `feeds` (one dict of
     inputs per calibration sample). `transformer` selects NNCF's transformer model type (SmoothQuant on MatMuls,
-    LayerNorm / Softmax / GELU kept in float), which is what keeps an encoder's int8 close to fp32."""
+    LayerNorm / Softmax / GELU kept in float), which is what keeps an encoder's int8 close to fp32.
+    `under_budget` (the budget, the validation inputs, the input name) quantizes with NNCF's accuracy control
+    instead (edgekd.quantize.nncf_accuracy) and returns what it did; NNCF's logging goes to `log_path`."""
     from edgekd.quantize.ort_int8 import quantizer_output_to
 
     ov, nncf = _import_openvino(), _import_nncf()
+    model_type = nncf.ModelType.TRANSFORMER if transformer else None
+    record = None
     with quantizer_output_to(log_path):
-        model = nncf.quantize(ov.convert_model(str(onnx_path)), nncf.Dataset(feeds), subset_size=len(feeds),
-                              model_type=nncf.ModelType.TRANSFORMER if transformer else None)  # fmt: skip
+        fp32 = ov.convert_model(str(onnx_path))
+        if under_budget is None:
+            model = nncf.quantize(fp32, nncf.Dataset(feeds), subset_size=len(feeds), model_type=model_type)
+        else:
+            from edgekd.quantize.nncf_accuracy import quantize_under_budget
+
+            budget, validation, input_name = under_budget
+            model, record = quantize_under_budget(onnx_path, fp32, feeds, validation, input_name, budget, model_type)
     _save(ov, model, xml_path, inference_precision, compress_to_fp16=False)
+    return record
 
 
 def _save(ov, model, xml_path: Path, inference_precision: str, compress_to_fp16: bool) -> None:
@@ -175,13 +192,15 @@ def _load(path: Path, threads: int) -> Runner:
     return run
 
 
-def _build(spec: EngineSpec, job: BuildJob) -> None:
-    """fp32 / fp16 IR converted from ONNX; int8 by NNCF on the calibration samples, or converted from QDQ."""
+def _build(spec: EngineSpec, job: BuildJob) -> dict[str, Any] | None:
+    """fp32 / fp16 IR converted from ONNX; int8 by NNCF on the calibration samples, or converted from QDQ. Given
+    a quantization budget and the validation split (`budget`, `validation`: the run has them, a bundle does not),
+    NNCF's accuracy control, whose record is returned for the build summary."""
     source, target = job.paths(spec)
     precision = "f32" if job.profile.openvino.inference_precision == "f32" else "auto"
     if spec.method != "nncf":
         build_ir(source, target, compress_to_fp16=spec.precision == "fp16", inference_precision=precision)
-        return
+        return None
     from edgekd.pipeline.layout import CALIBRATION_SAMPLES  # the same path in a run directory and in a bundle
     from edgekd.quantize.calibration import check_calibration
     from edgekd.quantize.ort_int8 import calibration_feeds, is_transformer_graph
@@ -190,8 +209,10 @@ def _build(spec: EngineSpec, job: BuildJob) -> None:
     names = [job.device["input_name"]] if isinstance(job.device["input_name"], str) else list(job.device["input_name"])
     calibration = load_inputs(job.source_dir / CALIBRATION_SAMPLES, names)  # every input the graph takes
     check_calibration(source, calibration, names[0])
-    build_int8_ir_nncf(source, target, calibration_feeds(calibration, names[0]), is_transformer_graph(source),
-                       precision, job.device.get("log_path"))  # fmt: skip
+    budget, validation = job.device.get("budget"), job.device.get("validation")
+    under_budget = (budget, validation, names[0]) if budget is not None and validation is not None else None
+    return build_int8_ir_nncf(source, target, calibration_feeds(calibration, names[0]), is_transformer_graph(source),
+                              precision, job.device.get("log_path"), under_budget)  # fmt: skip
 
 
 def providers() -> dict[str, Any]:
