@@ -174,16 +174,27 @@ def bare_ort_p50(onnx_path: Path, inputs: Path, threads: int, seconds: float, mo
     return {"p50_ms": float(p50), "runs": int(runs)}
 
 
-def one_round(work: Path, threads: int, seconds: float) -> dict:
-    """Every timer once on the model in `work`, in a fixed interleaved order."""
+TIMERS = ("edgekd_onnxruntime", "bare_ort_iobinding", "edgekd_openvino", "benchmark_app", "bare_ort_session_run")
+
+
+def one_round(work: Path, threads: int, seconds: float, shift: int = 0) -> dict:
+    """Every timer once on the model in `work`; the order rotates by `shift` (the round's index), so no timer
+    always runs first or always follows the same one (a process that just exited may still hold a core)."""
     shape = np.load(work / "inputs.npy").shape
-    return {
-        "edgekd_onnxruntime": edgekd_p50(work, "model.onnx", "onnx", "onnxruntime", threads, seconds),
-        "bare_ort_iobinding": bare_ort_p50(work / "model.onnx", work / "inputs.npy", threads, seconds, "iobinding"),
-        "edgekd_openvino": edgekd_p50(work, "model.xml", "openvino-ir", "openvino", threads, seconds),
-        "benchmark_app": benchmark_app_p50(work / "model.xml", threads, seconds, shape),
-        "bare_ort_session_run": bare_ort_p50(work / "model.onnx", work / "inputs.npy", threads, seconds, "run"),
+    timers = {
+        "edgekd_onnxruntime": lambda: edgekd_p50(work, "model.onnx", "onnx", "onnxruntime", threads, seconds),
+        "bare_ort_iobinding": lambda: bare_ort_p50(work / "model.onnx", work / "inputs.npy", threads, seconds,
+                                                   "iobinding"),
+        "edgekd_openvino": lambda: edgekd_p50(work, "model.xml", "openvino-ir", "openvino", threads, seconds),
+        "benchmark_app": lambda: benchmark_app_p50(work / "model.xml", threads, seconds, shape),
+        "bare_ort_session_run": lambda: bare_ort_p50(work / "model.onnx", work / "inputs.npy", threads, seconds,
+                                                     "run"),
     }  # fmt: skip
+    k = shift % len(TIMERS)
+    order = TIMERS[k:] + TIMERS[:k]
+    entry = {name: timers[name]() for name in order}
+    entry["order"] = list(order)
+    return {name: entry[name] for name in (*TIMERS, "order")}
 
 
 COMPARISONS = {  # name: (ours, our field, reference, gating?)
@@ -217,10 +228,10 @@ def main() -> int:
         rounds: dict[str, list[dict]] = {name: [] for name in models}
         for index in range(args.rounds):
             for name, work in works.items():  # the models interleaved too
-                entry = one_round(work, args.threads, args.seconds)
+                entry = one_round(work, args.threads, args.seconds, shift=index)
                 rounds[name].append(entry)
-                print(f"round {index + 1} {name}: " + ", ".join(f"{k} {v['p50_ms'] * 1e3:.2f} us"
-                                                               for k, v in entry.items()))  # fmt: skip
+                print(f"round {index + 1} {name}: " + ", ".join(f"{k} {entry[k]['p50_ms'] * 1e3:.2f} us"
+                                                               for k in entry["order"]))  # fmt: skip
         macs = {name: count_macs(work / "model.onnx").macs for name, work in works.items()}
 
     def ratio(name: str, ours: str, field: str, reference: str) -> float:
@@ -262,7 +273,7 @@ def render(result: dict) -> str:
     lines = [f"# {result['benchmark']}", "", f"`{result['command']}`", "",
              f"{result['created_at']}, {result['host']['cpu']} ({', '.join(result['host']['cpu_flags'])}), "
              f"{settings['threads']} thread(s), {settings['seconds']:g} s per timer, {settings['rounds']} "
-             "interleaved rounds (models interleaved too); onnxruntime "
+             "interleaved rounds (models interleaved too, timer order rotating by round); onnxruntime "
              f"{result['versions']['onnxruntime']}, openvino {result['versions']['openvino']}.", ""]  # fmt: skip
     for name, rounds in result["rounds"].items():
         model = result["models"][name]
@@ -277,6 +288,8 @@ def render(result: dict) -> str:
                   r["bare_ort_session_run"]["p50_ms"], ov["p50_ms"], ov["runtime_p50_ms"], ov["call_overhead_ms"],
                   r["benchmark_app"]["p50_ms"]]  # fmt: skip
             lines.append(f"| {i} | " + " | ".join(f"{v * 1e3:.2f}" for v in us) + " |")
+        orders = [f"{i}: {', '.join(r['order'])}" for i, r in enumerate(rounds, 1) if "order" in r]
+        lines += ["", "Timer order (rotating by round): " + "; ".join(orders)] if orders else []
         lines.append("")
         for label, value in result["ratios_median_over_rounds"][name].items():
             gate = f"pass band 1 +- {result['tolerance']:.2f}" if label in result["gating"] else "recorded"
