@@ -231,7 +231,9 @@ def load_split(run_dir: Path, split: str) -> dict[str, np.ndarray]:
     from edgekd.samples import load_inputs
 
     inputs = load_inputs(run_dir / split)
-    return dict(inputs) if isinstance(inputs, dict) else {"input_ids": inputs}
+    inputs = dict(inputs) if isinstance(inputs, dict) else {"input_ids": inputs}
+    inputs.pop("labels", None)  # the test split carries its labels beside the model's inputs
+    return inputs
 
 
 def part_time(args: argparse.Namespace) -> None:
