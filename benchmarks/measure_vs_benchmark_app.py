@@ -45,6 +45,7 @@ from edgekd.measure import TIMING_PRESETS  # noqa: E402
 from edgekd.measure.graph import count_macs  # noqa: E402
 from edgekd.measure.worker import MeasureJob, run_in_subprocess  # noqa: E402
 from edgekd.runtimes.openvino_runtime import build_ir  # noqa: E402
+from edgekd.samples import save_inputs  # noqa: E402
 from edgekd.targets.this_host import cpu_model, isa_flags  # noqa: E402
 
 ISA_RECORDED = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "avx512_bf16")
@@ -125,7 +126,7 @@ def edgekd_p50(work: Path, path: str, fmt: str, runtime: str, threads: int, seco
     artifact = Artifact(f"bench-{runtime}", "student", path, fmt, runtime, "fp32", 0)
     preset = TIMING_PRESETS["default"]
     policy = {**vars(preset), "min_seconds": seconds}  # the default preset's rounds and warm-up
-    job = MeasureJob(artifact=artifact.to_dict(), run_dir=str(work), inputs_path=str(work / "inputs.npy"),
+    job = MeasureJob(artifact=artifact.to_dict(), run_dir=str(work), inputs_path=str(work / "inputs.npz"),
                      outputs_path=str(work / f"{runtime}.outputs.npy"), threads=threads, num_classes=10,
                      eval_batch_size=1, policy=policy, batch_sizes=[1], openvino_throughput=False)  # fmt: skip
     result = run_in_subprocess(job, work, timeout_s=600)
@@ -223,7 +224,9 @@ def main() -> int:
             work.mkdir()
             build(work / "model.onnx")
             build_ir(work / "model.onnx", work / "model.xml")
-            np.save(work / "inputs.npy", np.random.default_rng(1).standard_normal(shape).astype(np.float32))
+            sample = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+            np.save(work / "inputs.npy", sample)  # the bare loops' input
+            save_inputs(work / "inputs.npz", sample, "x")  # edgekd's worker reads named inputs (edgekd.samples)
             works[name] = work
         rounds: dict[str, list[dict]] = {name: [] for name in models}
         for index in range(args.rounds):
