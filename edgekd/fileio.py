@@ -126,7 +126,7 @@ def scratch_cwd() -> Iterator[Path]:
 
     Some of ONNX Runtime's tools write debug files into the current directory (symbolic shape inference saves
     `sym_shape_infer_temp.onnx` and its external data when it cannot infer every shape); a user's directory
-    must not collect them. Paths handed to the block must be absolute."""
+    must not collect them. Paths handed to the block must be absolute: resolve them before entering it."""
     previous = Path.cwd()
     with tempfile.TemporaryDirectory(prefix="edgekd-scratch-") as scratch:
         os.chdir(scratch)

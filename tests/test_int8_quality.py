@@ -4,6 +4,8 @@ OpenVINO and NNCF throughout; the models are tiny and built here."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -151,6 +153,22 @@ def test_quantizer_logging_goes_to_the_log_not_the_terminal(outlier_dir, tmp_pat
     out, err = capfd.readouterr()
     assert out == "" and err == ""
     assert "percentile" in log.read_text().lower()  # the calibrator's own progress lines landed in the log
+
+
+def test_quantizing_takes_paths_relative_to_the_working_directory(outlier_dir, tmp_path, monkeypatch):
+    """The README's `edgekd distill-and-export` writes to the relative `export/`; ONNX Runtime's pre-processing
+    runs in a scratch working directory, so relative paths must be resolved before it is entered."""
+    import shutil
+
+    directory, samples, _ = outlier_dir
+    (tmp_path / "export").mkdir()
+    shutil.copyfile(directory / "student.onnx", tmp_path / "export" / "student.onnx")
+    monkeypatch.chdir(tmp_path)
+    quantize_int8_dynamic(Path("export/student.onnx"), Path("export/d.onnx"), log_path=Path("export/quantize.log"))
+    quantize_int8_static(Path("export/student.onnx"), Path("export/s.onnx"), "x", samples[:16],
+                         log_path=Path("export/quantize.log"))  # fmt: skip
+    assert (tmp_path / "export" / "d.onnx").stat().st_size > 0 and (tmp_path / "export" / "s.onnx").stat().st_size > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # nothing else landed in the working directory
 
 
 def test_static_ops_safe_leaves_transformer_breaking_ops_in_float(outlier_dir, tmp_path):

@@ -101,12 +101,13 @@ def transformer_candidates(source: Path, work_dir: Path, num_heads: int, hidden_
         from onnxruntime.transformers.optimizer import optimize_model
 
         logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)  # it logs each fusion it tries
+        source_path = str(Path(source).resolve())  # resolved here: scratch_cwd() leaves the working directory
         for skip_fusion in (True, False):
             options = FusionOptions("bert")
             options.enable_skip_layer_norm = skip_fusion
             options.enable_bias_skip_layer_norm = skip_fusion
             with scratch_cwd():  # its shape inference may drop debug files into the working directory
-                optimized = optimize_model(str(Path(source).resolve()), model_type="bert", num_heads=num_heads,
+                optimized = optimize_model(source_path, model_type="bert", num_heads=num_heads,
                                            hidden_size=hidden_size, optimization_options=options, opt_level=0)
             suffix = "" if skip_fusion else "-no-skip-layernorm"
             path = work_dir / f"{source.stem}.ort-optimizer{suffix}.onnx"

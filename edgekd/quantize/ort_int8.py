@@ -92,8 +92,9 @@ def preprocess(source: Path, target: Path, log_path: Path | None = None) -> Path
     """Shape inference and graph optimisation, as ONNX Runtime recommends before quantizing."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    source_path, target_path = str(Path(source).resolve()), str(Path(target).resolve())  # before leaving the cwd
     with quantizer_output_to(log_path), scratch_cwd():
-        quant_pre_process(str(Path(source).resolve()), str(Path(target).resolve()), skip_symbolic_shape=False)
+        quant_pre_process(source_path, target_path, skip_symbolic_shape=False)
     return target
 
 
