@@ -78,5 +78,13 @@ def reduced_run(output_dir: Path, run_name: str, extra_args: list[str] = ()) -> 
 
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One reduced end-to-end run through the CLI; returns its run directory."""
-    return reduced_run(tmp_path_factory.mktemp("export"), "quick")
+    """One reduced end-to-end run through the CLI, as the README runs it: from a working directory into the
+    relative `export/`; returns its run directory (absolute)."""
+    work = tmp_path_factory.mktemp("work")
+    previous = Path.cwd()
+    os.chdir(work)
+    try:
+        reduced_run(Path("export"), "quick")
+    finally:
+        os.chdir(previous)
+    return work / "export" / "quick"
