@@ -13,7 +13,8 @@ import pytest
 
 from edgekd.bundle.files import extract_bundle, verify_bundle
 from edgekd.errors import BundleError
-from edgekd.report.document import load_report, report_schema
+from edgekd.report.document import load_report
+from edgekd.report.schema import report_schema
 from tests.conftest import reduced_run, run_cli
 
 TARGETS = ["host", "android-arm64", "jetson-orin-nano-8gb"]

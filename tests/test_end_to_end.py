@@ -8,7 +8,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from edgekd.report.document import load_report, validate_report
+from edgekd.report.document import load_report
+from edgekd.report.schema import validate_report
 from edgekd.tasks.base import load_eval_split
 from tests.conftest import QUICK_OVERRIDES, run_cli
 

@@ -19,8 +19,8 @@ from edgekd.quantize.calibration import fidelity_to, model_outputs
 from edgekd.quantize.ort_int8 import calibration_feeds
 from edgekd.quantize.stage import missed_budget
 from edgekd.recipe import Recipe, apply_overrides
-from edgekd.report.document import report_schema
 from edgekd.report.model import Row
+from edgekd.report.schema import report_schema
 from tests.test_int8_quality import OutlierMlp
 
 HEAD = "node_linear_1/WithoutBiases"  # the OpenVINO name of the head's MatMul in the exported GainMlp

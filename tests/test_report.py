@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from edgekd.report.document import SCHEMA_VERSION, load_report, validate_report
+from edgekd.report.document import load_report
 from edgekd.report.html import render_html
 from edgekd.report.markdown import render_markdown
+from edgekd.report.schema import SCHEMA_VERSION, validate_report
 from tests.conftest import run_cli
 
 FIXTURE_1_0 = Path(__file__).parent / "fixtures" / "report-1.0.json"

@@ -11,6 +11,7 @@ from edgekd.fileio import sha256_json
 from edgekd.measure.quality import ACCURACY, METRIC_FIGURES, report_metric
 from edgekd.pipeline.layout import TEST_SPLIT
 from edgekd.report.model import Report, Row, RunInfo
+from edgekd.runtimes import runtime_versions
 from edgekd.targets.this_host import git_sha, host_facts
 
 if TYPE_CHECKING:  # the task module pulls in scikit-learn; the report only names its type
@@ -33,7 +34,7 @@ def run_report(
     accuracy = None if student is None else student.accuracy
     return Report(
         run=RunInfo(name=run_name or recipe.name, threads=threads, host=host_facts(),
-                    recipe_hash=sha256_json(recipe.to_dict()), git_sha=git_sha()),
+                    runtime_versions=runtime_versions(), recipe_hash=sha256_json(recipe.to_dict()), git_sha=git_sha()),
         task={"name": task.name, "input": task.input_spec(), "split": task.split, "test_split": TEST_SPLIT,
               "eval_batch_size": recipe.measure.eval_batch_size, "metric": metric},
         teacher={"architecture": recipe.teacher.architecture, "params": teacher.params,
@@ -57,8 +58,8 @@ def device_report(manifest: dict[str, Any], profile: str, threads: int, rows: li
     device's facts (with what its engines are tied to)."""
     task, teacher = manifest["task"], manifest["teacher"]
     return Report(
-        run=RunInfo(name=manifest["run"], threads=threads, host=host, recipe_hash=manifest["recipe_hash"],
-                    git_sha=None, profile=profile, bundle=str(bundle_dir)),
+        run=RunInfo(name=manifest["run"], threads=threads, host=host, runtime_versions=runtime_versions(),
+                    recipe_hash=manifest["recipe_hash"], git_sha=None, profile=profile, bundle=str(bundle_dir)),
         task={"name": task["name"], "input": manifest["input"], "split": task["split"],
               "test_split": manifest["eval_samples"], "eval_batch_size": task["eval_batch_size"],
               "metric": report_metric(manifest)},

@@ -1,4 +1,4 @@
-"""The report document: its schema, reading and writing report.json (with report.md and report.html beside it),
+"""The report document: reading and writing report.json (with report.md and report.html beside it),
 and `publish_report`, the one tail every report goes through.
 
 A run, `edgekd profile` on a device, and a device's rows merged into a run's report all end in
@@ -8,12 +8,8 @@ check and the three files. The typed document they start from is `edgekd.report.
 
 from __future__ import annotations
 
-import json
-from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import jsonschema
 
 from edgekd.errors import ReportError
 from edgekd.fileio import read_json, write_json_atomic, write_text_atomic
@@ -22,20 +18,7 @@ from edgekd.pipeline.layout import REPORT_HTML, REPORT_JSON, REPORT_MD
 from edgekd.report.html import render_html
 from edgekd.report.markdown import render_markdown
 from edgekd.report.recommend import recommendations
-
-SCHEMA_VERSION = "1.5"  # 1.x stays additive: every 1.0 report validates against this schema
-
-
-def report_schema() -> dict[str, Any]:
-    return json.loads((resources.files("edgekd") / "schemas" / "report.schema.json").read_text(encoding="utf-8"))
-
-
-def validate_report(report: Any, origin: str) -> None:
-    try:
-        jsonschema.validate(report, report_schema())
-    except jsonschema.ValidationError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
-        raise ReportError(f"{origin} does not match the report schema at '{where}': {exc.message}") from None
+from edgekd.report.schema import validate_report
 
 
 def load_report(path: Path) -> dict[str, Any]:

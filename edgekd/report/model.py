@@ -15,9 +15,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from edgekd.measure.timing import LatencyStats
-from edgekd.report.document import SCHEMA_VERSION, validate_report
 from edgekd.report.figures import Figure
-from edgekd.runtimes import runtime_versions
+from edgekd.report.schema import SCHEMA_VERSION, validate_report
 from edgekd.version import __version__
 
 if TYPE_CHECKING:
@@ -205,13 +204,13 @@ class RunInfo:
     name: str
     threads: int
     host: dict[str, Any]  # this machine's facts (a device adds what its engines are tied to)
+    runtime_versions: dict[str, str | None]  # every registered runtime's version (None: not installed)
     recipe_hash: str
     git_sha: str | None
     profile: str | None = None  # a device report: its profile and the bundle it measured
     bundle: str | None = None
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     edgekd_version: str = __version__
-    runtime_versions: dict[str, str | None] = field(default_factory=runtime_versions)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "created_at": self.created_at, "edgekd_version": self.edgekd_version,
