@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from edgekd.budgets import BUDGET_SPECS  # the one list of budget names
 from edgekd.errors import RecipeError, did_you_mean
 from edgekd.recipe_limits import check_recipe_limits
 
@@ -85,8 +86,6 @@ def check_recipe_values(recipe: Any) -> None:
         hint = did_you_mean(loss.name, LOSSES)
         checks.append((loss.name in LOSSES, f"distill.losses[{i}].name",
                        f"'{loss.name}' is not a loss{hint}; choose from {', '.join(LOSSES)}"))  # fmt: skip
-    from edgekd.gate import BUDGET_SPECS  # the gate's table is the one list of budget names
-
     for name, value in recipe.budgets.items():
         checks.append((name in BUDGET_SPECS, f"budgets.{name}",
                        f"is not a budget{did_you_mean(name, BUDGET_SPECS)}; choose from {', '.join(BUDGET_SPECS)}"))

@@ -9,13 +9,13 @@ from dataclasses import fields
 import jsonschema
 import pytest
 
+from edgekd.budgets import BUDGET_SPECS
 from edgekd.build.artifacts import Artifact
 from edgekd.errors import ReportError
-from edgekd.gate import BUDGET_SPECS
 from edgekd.report.compare import COMPARE_METRICS
-from edgekd.report.document import SCHEMA_VERSION, report_schema
 from edgekd.report.figures import FIGURES
 from edgekd.report.model import Fidelity, Flag, Parity, Report, Row, RunInfo, Timing
+from edgekd.report.schema import SCHEMA_VERSION, report_schema
 
 ONNX = Artifact("student-onnx-int8-static", "student", "student.int8-static.onnx", "onnx", "onnxruntime", "int8",
                 1234, quantization="static", source="student-onnx-fp32")  # fmt: skip

@@ -17,10 +17,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgekd.budgets import BUDGET_SPECS
 from edgekd.cli.gate_output import publish_to_ci, verdict_document, write_junit
 from edgekd.errors import EdgekdError
 from edgekd.gate import (
-    BUDGET_SPECS,
     FAIL,
     INCONCLUSIVE,
     PASS,

@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from edgekd.budgets import BUDGET_SPECS
 from edgekd.build.artifacts import Artifact, load_runner
 from edgekd.bundle.files import extract_bundle, load_eval_samples, verify_bundle
 from edgekd.errors import BundleError
-from edgekd.gate import BUDGET_SPECS, INCONCLUSIVE, Check, interval_verdict
+from edgekd.gate import INCONCLUSIVE, Check, interval_verdict
 from edgekd.measure import stats
 from edgekd.measure.timing import bind_runner, time_round
 from edgekd.pipeline.layout import MANIFEST
