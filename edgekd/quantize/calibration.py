@@ -110,6 +110,14 @@ def _head(samples: Calibration, count: int) -> Calibration:
     return samples[:count]
 
 
+def judging_samples(validation: Calibration, calibration: Calibration) -> tuple[Calibration, str]:
+    """The samples a quantized model is judged on against the fp32 one, and what they are: the first
+    `VALIDATION_LIMIT` of the validation split, or of the calibration samples for a task without one."""
+    if _count(validation) == 0:
+        return _head(calibration, VALIDATION_LIMIT), "calibration samples (no validation split)"
+    return _head(validation, VALIDATION_LIMIT), "validation samples"
+
+
 def quantize_static_calibrated(
     source: Path, target: Path, input_name: str, calibration: Calibration, validation: Calibration,
     metric: str = ACCURACY, method: str = "auto", symmetric_activations: bool = False, static_ops: str = "safe",
@@ -118,9 +126,7 @@ def quantize_static_calibrated(
     """Write the static QDQ model of `source` to `target` with `method` ("auto": the best of every method on
     `validation`), and return what was chosen and each candidate's measured fidelity and quantize time."""
     check_calibration(source, calibration, input_name)
-    if _count(validation) == 0:  # a task without a validation split: judge on the calibration samples
-        validation = calibration
-    validation = _head(validation, VALIDATION_LIMIT)
+    validation, _ = judging_samples(validation, calibration)
     reference = model_outputs(source, validation, input_name)
     methods = CALIBRATION_METHODS if method == "auto" else (method,)
     candidates: list[dict[str, Any]] = []

@@ -29,10 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from edgekd import samples
 from edgekd.quantize.accuracy_aware import drop_points
 from edgekd.quantize.budget import QuantizeBudget
-from edgekd.quantize.calibration import VALIDATION_LIMIT, fidelity_to, model_outputs
+from edgekd.quantize.calibration import fidelity_to, judging_samples, model_outputs
 from edgekd.quantize.ort_int8 import Calibration, calibration_feeds
 
 METHOD = "nncf-accuracy-control"
@@ -98,10 +97,7 @@ def quantize_under_budget(
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
     started = time.perf_counter()
-    judged_on = "validation samples"
-    if samples.count(validation) == 0:  # as the ONNX Runtime calibration does
-        validation, judged_on = feeds_to_inputs(feeds), "calibration samples (no validation split)"
-    validation = samples.take(validation, slice(0, VALIDATION_LIMIT))
+    validation, judged_on = judging_samples(validation, feeds_to_inputs(feeds))  # as the ORT calibration judges
     reference = model_outputs(onnx_path, validation, input_name)
     items = list(enumerate(calibration_feeds(validation, input_name)))
     with tempfile.TemporaryDirectory(prefix=".edgekd-nncf-") as work:
