@@ -1,7 +1,7 @@
 """The one table of a row's figures: name, where a row holds it, unit, which way is better, the column heading.
 
 The report's measured table (`report.cells`), `edgekd report --compare` (`report.compare`) and the gate's
-budgets (`edgekd.gate`, whose CLI options are generated from its budgets) all name figures from here, so a
+budgets (`edgekd.budgets`, from which `edgekd gate`'s CLI options are generated) all name figures from here, so a
 figure is added, renamed or re-scaled in one place. Rows are read as the report's JSON holds them.
 """
 
