@@ -47,7 +47,8 @@ from edgekd.measure import TimingPolicy  # noqa: E402
 from edgekd.measure.quality import TEACHER_COSINE, mean_cosine  # noqa: E402
 from edgekd.quantize.accuracy_aware import search_keep_float  # noqa: E402
 from edgekd.quantize.budget import QuantizeBudget  # noqa: E402
-from edgekd.quantize.calibration import calibration_feeds, quantize_static_calibrated  # noqa: E402
+from edgekd.quantize.calibration import quantize_static_calibrated  # noqa: E402
+from edgekd.quantize.ort_int8 import calibration_feeds  # noqa: E402
 from edgekd.runtimes.openvino_runtime import build_int8_ir_nncf, build_ir  # noqa: E402
 
 PLAIN, AWARE = "ORT static INT8 (safe ops, auto calibration)", "ORT static INT8, accuracy-aware"

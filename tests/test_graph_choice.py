@@ -10,8 +10,10 @@ pytest.importorskip("transformers", reason="needs the hf extra: pip install \"ed
 
 from edgekd.export.graph_choice import (  # noqa: E402
     SKIP_LAYER_NORM,
+    SWITCH_MARGIN,
     GraphCandidate,
     choose_graph,
+    decide,
     disabled_optimizers,
     ship_choice,
     transformer_candidates,
@@ -75,6 +77,21 @@ def test_the_faster_candidate_wins_whatever_its_place(exported, tmp_path):
     assert choice.figures["slow"]["ratio"] > 1.0
 
 
+def test_the_exported_graph_stays_unless_another_is_faster_beyond_the_margin(exported, tmp_path):
+    path, inputs = exported
+    a, b, c = (GraphCandidate(name, path) for name in ("as-exported", "b", "c"))
+    figures = {"as-exported": {"ratio": 1.0, "passed": True}, "b": {"ratio": 1 - SWITCH_MARGIN / 2, "passed": True},
+               "c": {"ratio": 0.5, "passed": False}}  # fmt: skip
+    assert decide([a, b, c], figures) is a  # b is within the noise margin; c is fast but its outputs differ
+    figures["b"]["ratio"] = 1 - 2 * SWITCH_MARGIN
+    assert decide([a, b, c], figures) is b
+    same = choose_graph([a, GraphCandidate("same", path)], inputs, "input_ids", threads=1, atol=1e-4, rounds=5,
+                        runs=5)  # fmt: skip
+    assert same.figures["same"]["max_abs_diff"] == 0.0 and same.figures["same"]["passed"]
+    low, high = same.figures["same"]["ratio_range"]  # paired per-round ratios of one graph against itself
+    assert low <= same.figures["same"]["ratio"] <= high and 0.8 < same.figures["same"]["ratio"] < 1.25
+
+
 def test_a_candidate_whose_outputs_drift_never_ships(exported, tmp_path):
     path, inputs = exported
     exact = GraphCandidate("exact", with_extra_output_work(path, tmp_path / "exact.onnx", sin_steps=40))
@@ -82,6 +99,19 @@ def test_a_candidate_whose_outputs_drift_never_ships(exported, tmp_path):
     choice = choose_graph([exact, wrong], inputs, "input_ids", threads=1, atol=1e-4, rounds=2, runs=5)
     assert choice.chosen.name == "exact"
     assert not choice.figures["wrong"]["passed"] and choice.figures["wrong"]["max_abs_diff"] == pytest.approx(0.5)
+
+
+def test_quantized_candidates_are_judged_by_cosine_to_the_fp32_outputs(exported, tmp_path):
+    path, inputs = exported
+    exact = GraphCandidate("exact", with_extra_output_work(path, tmp_path / "exact.onnx", sin_steps=40))
+    worse = GraphCandidate("worse", with_extra_output_work(path, tmp_path / "worse.onnx", offset=0.5))  # faster
+    fp32 = get_runtime("onnxruntime").load(path, 1)(inputs)
+    choice = choose_graph([exact, worse], inputs, "input_ids", threads=1, atol=1e-3, rounds=2, runs=5,
+                          fidelity_to=fp32)  # fmt: skip
+    assert choice.chosen.name == "exact", choice.figures
+    assert choice.figures["exact"]["cosine_to_fp32"] > choice.figures["worse"]["cosine_to_fp32"]
+    assert not choice.figures["worse"]["passed"] and choice.figures["worse"]["cosine_lost"] > 1e-3
+    assert choice.figures["worse"]["ratio"] < 1  # faster, and still not shipped
 
 
 def test_transformer_candidates_match_and_the_setting_travels(exported, tmp_path):

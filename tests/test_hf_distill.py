@@ -12,6 +12,7 @@ import torch
 pytest.importorskip("transformers", reason="needs the hf extra: pip install \"edgekd[hf]\"")
 
 from edgekd.distill import LossSpec, TrainConfig, fit  # noqa: E402
+from edgekd.export.graph_choice import SWITCH_MARGIN, disabled_optimizers  # noqa: E402
 from edgekd.models.hf import encoder_from_config, load_hf_encoder, shrink_encoder, shrunk_layers  # noqa: E402
 from edgekd.report.document import load_report  # noqa: E402
 from tests.tiny_hf import make_text_file, make_tiny_bert, run_recipe, text_recipe  # noqa: E402
@@ -87,10 +88,22 @@ def test_the_ort_graph_is_chosen_by_measurement_and_engines_keep_the_standard_gr
     graph = load_report(hf_run)["stages"]["graph"]
     assert graph["path"] == "student.ort.onnx" and graph["chosen"] in graph["candidates"]
     assert graph["candidates"]["as-exported"]["ratio"] == 1.0 and graph["candidates"][graph["chosen"]]["passed"]
-    chosen = graph["candidates"][graph["chosen"]]
-    assert all(f["p50_ms"] >= chosen["p50_ms"] for f in graph["candidates"].values() if f["passed"])
+    for choice in (graph, graph["int8_dynamic"]):  # the paired-ratio rule, for the fp32 and the INT8 graph
+        others = [f["ratio"] for name, f in choice["candidates"].items() if f["passed"] and name != "as-exported"]
+        if choice["chosen"] == "as-exported":
+            assert min(others) >= 1 - SWITCH_MARGIN, choice["candidates"]
+        else:
+            assert choice["candidates"][choice["chosen"]]["ratio"] == min(others) < 1 - SWITCH_MARGIN
+    int8 = graph["int8_dynamic"]
+    assert int8["path"] == "student.int8-dynamic.ort.onnx" and set(int8["candidates"]) == set(graph["candidates"])
+    assert all(0 < f["cosine_to_fp32"] <= 1 and f["passed"] == (f["cosine_lost"] <= 1e-3)
+               for f in int8["candidates"].values())  # fmt: skip
+    assert disabled_optimizers(hf_run / int8["path"]) == int8["candidates"][int8["chosen"]]["disabled_optimizers"]
     rows = {r["artifact"]: r for r in load_report(hf_run)["rows"]}
     assert rows["student-onnx-fp32"]["path"] == "student.ort.onnx"
+    assert rows["student-onnx-int8-dynamic"]["path"] == "student.int8-dynamic.ort.onnx"
+    standard_int8 = onnx.load(str(hf_run / "student.int8-dynamic.onnx"))  # what device builds read, unfused
+    assert not any(n.domain == "com.microsoft" and n.op_type.startswith("Skip") for n in standard_int8.graph.node)
     assert (hf_run / "bundle" / "student.onnx").is_file() and (hf_run / "bundle" / "student.ort.onnx").is_file()
     exported = onnx.load(str(hf_run / "student.onnx"))
     assert not any(n.domain == "com.microsoft" for n in exported.graph.node)  # what OpenVINO / TensorRT build from

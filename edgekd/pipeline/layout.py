@@ -19,6 +19,7 @@ TRAIN_LOG = "train.jsonl"  # one JSON line per logged training step
 # export
 FP32_ONNX = "student.onnx"  # the standard-op graph every runtime builds from
 ORT_GRAPH = "student.ort.onnx"  # a transformer's ONNX Runtime fp32 graph, chosen by measurement
+ORT_INT8_DYNAMIC_GRAPH = "student.int8-dynamic.ort.onnx"  # ... and its dynamic INT8 graph
 GRAPH_CANDIDATES = "graphs"  # the candidate graphs the choice timed
 
 # quantize

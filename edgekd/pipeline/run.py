@@ -28,6 +28,8 @@ from edgekd.pipeline.layout import (
     CALIBRATION_SAMPLES,
     FP32_ONNX,
     ORT_GRAPH,
+    ORT_INT8_DYNAMIC_GRAPH,
+    QUANTIZE_LOG,
     RECIPE,
     REPORT_JSON,
     STUDENT_CHECKPOINT,
@@ -120,14 +122,19 @@ def distill_and_export(
                                      lambda: quantize_stage(recipe.quantize, task, run_dir, calibration, activations,
                                                             metric, budget))  # fmt: skip
 
-    ort_fp32 = FP32_ONNX
-    if has_graph_choice(task, student):  # a transformer encoder: its fastest ORT graph, measured
-        stages["graph"] = timed_stage(run_dir, "graph", stage_key({"graph": GRAPH_CHOICE_VERSION}, export_key),
-                                      [ORT_GRAPH], lambda: graph_stage(recipe.export, task, student, run_dir,
-                                                                       threads))  # fmt: skip
-        ort_fp32 = stages["graph"]["path"]
+    ort_graphs: dict[str, str] = {}
+    if has_graph_choice(task, student):  # a transformer encoder: its fastest ORT graphs (fp32, int8-dynamic), measured
+        dynamic = "int8-dynamic" in recipe.quantize.variants
+        outputs = [ORT_GRAPH, *([ORT_INT8_DYNAMIC_GRAPH] if dynamic else [])]
+        stages["graph"] = timed_stage(run_dir, "graph", stage_key({"graph": GRAPH_CHOICE_VERSION, "int8": dynamic},
+                                                                  export_key),
+                                      outputs, lambda: graph_stage(recipe.export, task, student, run_dir, threads,
+                                                                   dynamic, run_dir / QUANTIZE_LOG))  # fmt: skip
+        ort_graphs["fp32"] = stages["graph"]["path"]
+        if "int8_dynamic" in stages["graph"]:
+            ort_graphs["int8-dynamic"] = stages["graph"]["int8_dynamic"]["path"]
     student_params = count_parameters(student)
-    artifacts = _artifacts(recipe, stages["teacher"]["params"], student_params, ort_fp32)
+    artifacts = _artifacts(recipe, stages["teacher"]["params"], student_params, ort_graphs)
     sources = onnx_sources(recipe.quantize.variants)
     max_batch = max(recipe.measure.throughput_batch_size, recipe.measure.eval_batch_size)
     engines, skipped, stages["build"] = build_stage(recipe.build, sources, task, run_dir, profiles, quantize_key,
@@ -169,9 +176,12 @@ def _teacher_stage(recipe: Recipe, task: TaskData, run_dir: Path) -> tuple[torch
 
 
 def _artifacts(recipe: Recipe, teacher_params: int, student_params: int,
-               ort_fp32: str = FP32_ONNX) -> list[Artifact]:  # fmt: skip
-    """Every artifact of the run, teacher first (it is the reference the others are compared with). `ort_fp32`:
-    the graph ONNX Runtime runs at fp32 (a transformer's chosen graph, else the export itself)."""
+               ort_graphs: dict[str, str] | None = None) -> list[Artifact]:  # fmt: skip
+    """Every artifact of the run, teacher first (it is the reference the others are compared with). `ort_graphs`:
+    the graph ONNX Runtime runs per precision ("fp32", "int8-dynamic") where one was chosen by measurement (a
+    transformer's), else the export's own file."""
+    ort_graphs = ort_graphs or {}
+    ort_fp32 = ort_graphs.get("fp32", FP32_ONNX)
     items = [
         Artifact("teacher", "teacher", TEACHER_CHECKPOINT, "pytorch", "pytorch", "fp32", teacher_params,
                  architecture=recipe.teacher.architecture),
@@ -182,7 +192,8 @@ def _artifacts(recipe: Recipe, teacher_params: int, student_params: int,
     ]  # fmt: skip
     for variant in recipe.quantize.variants:
         kind = variant.removeprefix("int8-")
-        items.append(Artifact(f"student-onnx-{variant}", "student", quantized_onnx(variant), "onnx",
+        items.append(Artifact(f"student-onnx-{variant}", "student", ort_graphs.get(variant, quantized_onnx(variant)),
+                              "onnx",
                               "onnxruntime", "int8", student_params, quantization=kind,
                               source="student-onnx-fp32"))  # fmt: skip
     return items
