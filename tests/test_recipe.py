@@ -17,9 +17,14 @@ def _write(tmp_path, text):
 def test_builtin_default_loads():
     recipe = load_recipe()
     # the shipped TOML states the dataclass defaults, except that the default run gives its student only 50 labels
-    # (where distillation pays); a recipe of your own sees every label unless it sets distill.labelled_samples
+    # (where distillation pays) and times its microsecond models for less than the preset's 2 s; a recipe of your
+    # own sees every label and keeps the preset's timing unless it sets distill.labelled_samples / measure.min_seconds
     defaults = Recipe()
-    assert recipe == dataclasses.replace(defaults, distill=dataclasses.replace(defaults.distill, labelled_samples=50))
+    expected = dataclasses.replace(
+        defaults, distill=dataclasses.replace(defaults.distill, labelled_samples=50),
+        measure=dataclasses.replace(defaults.measure, min_seconds=recipe.measure.min_seconds))
+    assert recipe == expected
+    assert 0 < recipe.measure.min_seconds < 2.0
     assert recipe.task.name == "digits"
 
 
