@@ -92,6 +92,7 @@ def corpus(count: int) -> tuple[Path, dict]:
 
 
 DEFAULT_LOSSES = (("embedding-mse", 1.0), ("embedding-cosine", 0.1))
+DEFAULT_SENTENCES = 3000
 
 
 def loss_tables(losses) -> str:
@@ -221,15 +222,27 @@ def record(entry: dict) -> None:
     loss = entry.get("settings", {}).get("loss", "")
     if entry["part"] != "hand" and loss and loss != "+".join(name for name, _ in DEFAULT_LOSSES):
         key += f" ({loss})"  # a loss other than the benchmark's default: its own entry
+    if entry["source"]["sentences"] != DEFAULT_SENTENCES:
+        key += f" @{entry['source']['sentences']} sentences"  # other data: its own entry, compared among its own
     data["parts"][key] = entry
     RESULTS.mkdir(exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def best_edgekd(parts: dict, sentences: int | None = None) -> dict | None:
+    """The edgekd run with the best test cosine (on `sentences` sentences, where given)."""
+    runs = [e for e in parts.values() if e["part"] == "edgekd"
+            and (sentences is None or e["source"]["sentences"] == sentences)]  # fmt: skip
+    return max(runs, key=lambda e: e["test_cosine"], default=None)
+
+
 def render() -> str:
     data = json.loads((RESULTS / "distill_minilm.json").read_text())["parts"]
-    runs = [e for e in data.values() if e["part"] == "edgekd"]  # one per loss tried
-    ek, hand = max(runs, key=lambda e: e["test_cosine"], default=None), data.get("hand")
+    ek = best_edgekd(data)
+    same_data = [e for e in data.values() if ek and e["source"]["sha256"] == ek["source"]["sha256"]]
+    runs = [e for e in same_data if e["part"] == "edgekd"]  # one per loss tried on this data
+    hand = next((e for e in same_data if e["part"] == "hand"), None)
+    by_size = sorted({e["source"]["sentences"] for e in data.values() if e["part"] == "edgekd"})
     lines = ["# all-MiniLM-L6-v2 shrunk 6 -> 3 layers: edgekd against a hand-written KD loop", ""]
     if ek:
         s = ek["source"]
@@ -241,7 +254,7 @@ def render() -> str:
                   "## Layer subsets: cosine to the teacher before training (validation samples)", "",
                   "| candidate | teacher layers | initial cosine | final test cosine |",
                   "|---|---|---|---|"]  # fmt: skip
-        trained = [e for e in data.values() if e["part"] == "pinned"] + [ek]
+        trained = [e for e in same_data if e["part"] == "pinned"] + [ek]
         finals = {tuple(e["layer_choice"]["layers"]): e["test_cosine"] for e in trained}
         for c in ek["layer_choice"]["candidates"]:
             final = finals.get(tuple(c["layers"]))
@@ -268,6 +281,15 @@ def render() -> str:
                       "|---|---|---|---|---|"]  # fmt: skip
             lines += [f"| {e['settings']['loss']} | {e['steps']} | {e['test_cosine']:.4f} | {e['wall_seconds']} | "
                       f"{e['samples_per_second']:.1f} |" for e in runs] + [""]  # fmt: skip
+        if len(by_size) > 1:
+            lines += ["Transfer data (the best edgekd run on each corpus size; the same sentences, the larger "
+                      "corpus a superset):", "", "| sentences | loss | steps | test cosine | wall s | samples/s |",
+                      "|---|---|---|---|---|---|"]  # fmt: skip
+            for size in by_size:
+                e = best_edgekd(data, size)
+                lines.append(f"| {size} | {e['settings']['loss']} | {e['steps']} | {e['test_cosine']:.4f} | "
+                             f"{e['wall_seconds']} | {e['samples_per_second']:.1f} |")  # fmt: skip
+            lines.append("")
         curve = ", ".join(f"{p['epoch']}: {p['val']:.4f}" for p in ek["curve"])
         lines += [f"edgekd validation cosine per epoch (0 = before training): {curve}.", ""]
         goals = [f"final cosine >= 0.93: {'met' if ek['test_cosine'] >= 0.93 else 'NOT met'} ({ek['test_cosine']:.4f})",
@@ -293,7 +315,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     parser = argparse.ArgumentParser()
     parser.add_argument("part", choices=["edgekd", "hand", "render"])
-    parser.add_argument("--sentences", type=int, default=3000)
+    parser.add_argument("--sentences", type=int, default=DEFAULT_SENTENCES)
     parser.add_argument("--max-length", type=int, default=32)
     parser.add_argument("--layers", type=lambda text: [int(x) for x in text.split(",")], default=None)
     parser.add_argument("--set", action="append", default=[])
@@ -303,7 +325,9 @@ def main() -> None:
     if args.part == "edgekd":
         record(part_edgekd(args))
     elif args.part == "hand":
-        previous = json.loads((RESULTS / "distill_minilm.json").read_text())["parts"]["edgekd"]
+        previous = best_edgekd(json.loads((RESULTS / "distill_minilm.json").read_text())["parts"], args.sentences)
+        if previous is None:
+            raise SystemExit(f"run the edgekd part on {args.sentences} sentences first: the hand loop takes its steps")
         record(part_hand(args, previous["steps"], previous["settings"]["batch_size"]))
     print(render())
 
