@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgekd.measure.drift import drift_spread, own_spread, round_factors
 from edgekd.measure.session import MeasureJob, answer, failed, open_session, result_of
 
 MAX_LIVE_WORKERS = 8  # the default run's artifacts, all in one interleaved group (~1 GB for the tiny CNN)
@@ -212,7 +213,9 @@ class MeasurePass:
             reply = worker.request({"do": "finish", "interleaving": turns.get(i)})
             self.results[i] = result_of(reply)
             self.live.pop(i).close()
-        return [self.results[i] for i in range(len(self.jobs))]
+        results = [self.results[i] for i in range(len(self.jobs))]
+        separate_machine_drift(results)
+        return results
 
     def _drop(self, i: int, reply: dict[str, Any]) -> None:
         self.results[i] = result_of(reply)
@@ -241,3 +244,17 @@ class MeasurePass:
         first = min((s for i in self.live for s in starts[i]), default=0)
         return {i: {"interleaved_across": across, "round_slots": slots[i],
                     "round_start_s": [round((s - first) / 1e9, 6) for s in starts[i]]} for i in self.live}  # fmt: skip
+
+
+def separate_machine_drift(results: list[dict[str, Any]]) -> None:
+    """Where a pass's artifacts took their rounds in turns, record in each ok result's latency the machine's
+    drift over those rounds (`shared_drift`) and the artifact's spread without it (`own_round_spread`, which then
+    decides `noisy`): a machine that slowed down for everyone does not make every row noisy (measure.drift)."""
+    timed = [r["latency_ms"] for r in results if r.get("status") == "ok" and r["latency_ms"].get("interleaved_across")]
+    factors = round_factors([t["round_p50"] for t in timed])
+    if factors is None:
+        return
+    shared = round(drift_spread(factors), 6)
+    for latency in timed:
+        latency.update(shared_drift=shared, own_round_spread=round(own_spread(latency["round_p50"], factors), 6),
+                       round_factors=[round(f, 6) for f in factors])  # fmt: skip

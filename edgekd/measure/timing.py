@@ -110,6 +110,11 @@ class LatencyStats:
     interleaved_across: int | None = None
     round_slots: tuple[int, ...] | None = None
     round_start_s: tuple[float, ...] | None = None
+    # where enough artifacts took turns (edgekd.measure.drift): the speed factor all of them shared per round, its
+    # spread (the machine's drift) and this artifact's round spread once it is divided out (which decides `noisy`)
+    round_factors: tuple[float, ...] | None = None
+    shared_drift: float | None = None
+    own_round_spread: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: intervals as [low, high], and fields this measurement has no value for left out."""
@@ -126,16 +131,28 @@ class LatencyStats:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known})
 
     @property
+    def spread(self) -> float | None:
+        """The spread that judges this row: its own where the machine's shared drift could be divided out."""
+        return self.own_round_spread if self.own_round_spread is not None else self.round_spread
+
+    @property
     def noisy(self) -> bool:
-        return self.round_spread is not None and self.round_spread > NOISY_ROUND_SPREAD
+        return self.spread is not None and self.spread > NOISY_ROUND_SPREAD
 
     def noisy_message(self) -> str:
         """What was seen, for the row's `noisy` flag."""
         low, high = self.p50_ci95 or (self.p50, self.p50)
-        return (f"the medians of {self.rounds} timing rounds vary by {self.round_spread:.0%} (robust spread, "
-                f"> {NOISY_ROUND_SPREAD:.0%}; from {min(self.round_p50):.4g} to {max(self.round_p50):.4g} ms): the "
-                "machine's speed drifted during the run or the runtime's timing is bimodal; p50 95% interval "
-                f"{low:.4g}-{high:.4g} ms; re-measure before trusting small differences")
+        if self.own_round_spread is not None:
+            what = (f"vary by {self.own_round_spread:.0%} against the other artifacts timed in the same rounds (robust "
+                    f"spread once the machine's shared drift of {self.shared_drift:.0%} is divided out, > "
+                    f"{NOISY_ROUND_SPREAD:.0%}): this runtime's timing is unstable here (bimodal, or disturbed by "
+                    "its own threads)")  # fmt: skip
+        else:
+            what = (f"vary by {self.round_spread:.0%} (robust spread, > {NOISY_ROUND_SPREAD:.0%}): the machine's "
+                    "speed drifted during the run or the runtime's timing is bimodal")
+        return (f"the medians of {self.rounds} timing rounds (from {min(self.round_p50):.4g} to "
+                f"{max(self.round_p50):.4g} ms) {what}; p50 95% interval {low:.4g}-{high:.4g} ms; re-measure before "
+                "trusting small differences")
 
 
 def nearest_rank_percentile(sorted_values: list[float], percent: float) -> float:

@@ -53,9 +53,13 @@ def _cosine_drop(row: Mapping[str, Any]) -> float | None:
 
 
 def _spread(row: Mapping[str, Any]) -> float | None:
-    """The robust spread of the timing rounds' medians (reports before 1.3: std / mean)."""
+    """The robust spread of the timing rounds' medians, the machine's shared drift divided out where it could be
+    (the spread that decides `noisy`; reports before 1.3: std / mean)."""
     latency = row.get("latency_ms") or {}
-    return row_value(latency, ("round_spread",)) if "round_spread" in latency else row_value(latency, ("cv",))
+    for key in ("own_round_spread", "round_spread", "cv"):
+        if key in latency:
+            return row_value(latency, (key,))
+    return None
 
 
 FIGURES: dict[str, Figure] = {

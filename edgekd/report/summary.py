@@ -16,7 +16,8 @@ def method_line(report: dict[str, Any]) -> str | None:
     return (f"timing preset '{method['preset']}': {policy['warmup_runs']} warm-up runs discarded, then at least "
             f"{policy['min_runs']} runs and {policy['min_seconds']:g} s per figure; {method['isolation']} per "
             f"artifact; {method['threads']} threads; throughput at batch sizes "
-            f"{', '.join(map(str, method['batch_sizes']))}; percentiles by nearest rank{_rounds_note(method)}")
+            f"{', '.join(map(str, method['batch_sizes']))}; percentiles by nearest rank{_rounds_note(method)}"
+            f"{_drift_note(report)}")
 
 
 def _rounds_note(method: dict[str, Any]) -> str:
@@ -24,8 +25,24 @@ def _rounds_note(method: dict[str, Any]) -> str:
     rounds = method["policy"].get("rounds")
     if not rounds:
         return ""
-    return (f"; timed in {rounds} rounds: p50 [95% interval], spread = robust spread of the round medians "
+    return (f"; timed in {rounds} rounds: p50 [95% interval], spread = robust spread of the round medians, the "
+            "machine's drift shared by the artifacts timed in turns divided out "
             f"(flagged noisy above {method.get('noisy_round_spread', 0.1):.0%})")
+
+
+def _drift_note(report: dict[str, Any]) -> str:
+    """The machine's speed drift during the interleaved rounds, once for the run, where it exceeded the noise
+    threshold: every absolute figure carries it (in its interval); ratios between rows in the same rounds less."""
+    method = report.get("measurement") or {}
+    threshold = method.get("noisy_round_spread", 0.1)
+    drifts = [r["latency_ms"]["shared_drift"] for r in report.get("rows", [])
+              if (r.get("latency_ms") or {}).get("shared_drift") is not None]  # fmt: skip
+    if not drifts or max(drifts) <= threshold:
+        return ""
+    return (f". Machine drift: this machine's speed wandered by {max(drifts):.0%} between timing rounds, for every "
+            "artifact alike (another load on the host, clock scaling): absolute latencies carry it in their "
+            "intervals; the ratios between rows, timed in the same rounds, hold better. Re-measure on a quiet "
+            "machine before reading absolute figures")
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
