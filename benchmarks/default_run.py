@@ -53,6 +53,12 @@ def main() -> None:
         "goal_seconds": {"cold": 180, "cold_aim": 120, "warm": 60},
         "rows": {name: {"status": r["status"], "accuracy": r.get("accuracy"),
                         "p50_ms": r.get("latency_ms", {}).get("p50")} for name, r in rows.items()},  # fmt: skip
+        # per run: each row's flags and timing spreads, so a flag that fires on every row (or never) shows
+        "flags": {r["label"]: {row["artifact"]: {"flags": [f["code"] for f in row.get("flags", [])],
+                                                 "round_spread": row.get("latency_ms", {}).get("round_spread"),
+                                                 "own_round_spread": row.get("latency_ms", {}).get("own_round_spread"),
+                                                 "shared_drift": row.get("latency_ms", {}).get("shared_drift")}
+                               for row in r["report"]["rows"]} for r in (cold, warm, resume)},  # fmt: skip
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "default_run.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -70,6 +76,16 @@ def main() -> None:
         lines.append(f"| {run['label']} | {run['wall_seconds']:.1f} | {goal} |")
     lines += ["", "Stage seconds (cold): " + ", ".join(f"{k} {v}" for k, v in result["runs"][0]["stage_seconds"].items()
                                                      if v is not None)]  # fmt: skip
+    lines += ["", "Row flags per run (spread: round medians' robust spread with the machine's shared drift divided "
+              "out; drift: that shared drift):", "", "| run | drift | rows flagged noisy | other flags |",
+              "|---|---|---|---|"]  # fmt: skip
+    for label, per_row in result["flags"].items():
+        noisy = [name for name, row in per_row.items() if "noisy" in row["flags"]]
+        other = sorted({f for row in per_row.values() for f in row["flags"] if f != "noisy"})
+        drift = next((row["shared_drift"] for row in per_row.values() if row["shared_drift"] is not None), None)
+        lines.append(f"| {label} | {'-' if drift is None else f'{drift:.0%}'} | "
+                     f"{len(noisy)} of {len(per_row)}{': ' + ', '.join(noisy) if noisy else ''} | "
+                     f"{', '.join(other) or '-'} |")  # fmt: skip
     (RESULTS / "default_run.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
