@@ -108,6 +108,14 @@ def test_a_class_loss_on_an_embedding_teacher_is_a_clear_error(tmp_path, capsys)
     assert "distill.losses[0].name" in err and "embedding-cosine" in err
 
 
+def test_a_narrower_embedding_student_is_a_clear_error(tmp_path, capsys):
+    recipe = write_recipe(tmp_path)
+    recipe.write_text(recipe.read_text().replace("[student]\n", "[student]\nshrink_hidden_size = 16\n", 1))
+    code, _, err = run_cli(["distill-and-export", str(recipe), "--output-dir", str(tmp_path / "export")], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert "student.shrink_hidden_size" in err and "16-dimensional embeddings" in err and "shrink_layers" in err
+
+
 @pytest.mark.openvino
 def test_compare_covers_the_cosine(embed_run, capsys):
     code, out, _ = run_cli(["report", str(embed_run), "--compare", str(embed_run), "--format", "md"], capsys)

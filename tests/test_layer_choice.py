@@ -77,3 +77,50 @@ def test_candidates_are_distinct_valid_subsets():
         values = list(candidate_layer_subsets(6, keep).values())
         assert len({tuple(v) for v in values}) == len(values)
         assert all(len(v) == keep and v == sorted(v) and 0 <= v[0] and v[-1] <= 5 for v in values)
+
+
+def _teacher_with_idle_units() -> HFEncoder:
+    """A 2-layer classifier whose residual units 0-15 are dead (always exactly zero): only 16-31 carry anything,
+    so a narrower student copied from the leading units computes nothing, and one from the busy units does."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=16, num_labels=5,
+                        attn_implementation="eager")  # fmt: skip
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(config)
+    with torch.no_grad():
+        for name, tensor in model.named_parameters():
+            if "embeddings" in name and tensor.dim() == 2:
+                tensor[:, :16] = 0  # nothing enters units 0-15
+            elif "LayerNorm" in name:
+                tensor[:16] = 0  # and every LayerNorm writes 0 there
+            elif name.endswith(("attention.output.dense.weight", "output.dense.weight")):
+                tensor[:16] = 0  # nor does any block
+            elif name.endswith(("attention.output.dense.bias", "output.dense.bias")):
+                tensor[:16] = 0
+    return HFEncoder(model, "logits", pad_token_id=0).eval()
+
+
+def test_a_narrower_student_keeps_the_teachers_busy_units():
+    teacher = _teacher_with_idle_units()
+    student, choice = choose_layers(teacher, _inputs(), keep=2, hidden_size=16)
+    assert student.hf.config.hidden_size == 16 and student.hf.config.intermediate_size == 32
+    widths = {c["name"]: c for c in choice.widths}
+    assert set(widths) == {"leading", "leading, head-aware", "most active, head-aware"}
+    assert widths["most active, head-aware"]["chosen"] and sum(c["chosen"] for c in choice.widths) == 1
+    # the leading units are the dead ones: that student's logits do not depend on its input at all
+    assert widths["most active, head-aware"]["top1_agreement"] > widths["leading"]["top1_agreement"] + 0.2
+    assert "widths" in choice.to_json()
+
+
+def test_head_aware_slices_keep_each_heads_first_dimensions():
+    from edgekd.models.width_choice import WidthSlice, slice_tensor
+
+    value = torch.arange(32.0).repeat(32, 1).T  # row i holds i: which rows were kept shows directly
+    kept = slice_tensor("encoder.layer.0.attention.self.query.weight", value, torch.Size([16, 16]),
+                        WidthSlice("x", head_dims=[0, 1, 2, 3]), hidden=32, heads=4, intermediate=64)  # fmt: skip
+    assert kept[:, 0].tolist() == [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27]
+    plain = slice_tensor("encoder.layer.0.attention.self.query.weight", value, torch.Size([16, 16]),
+                         WidthSlice("leading"), hidden=32, heads=4, intermediate=64)  # fmt: skip
+    assert plain[:, 0].tolist() == list(range(16))

@@ -145,6 +145,14 @@ def build_student(section: StudentSection, teacher_section: TeacherSection, seed
 
         keep = section.shrink_layers or len(section.teacher_layers)
         embedding = teacher_section.hf_output == "embedding"
+        width = teacher.hf.config.hidden_size
+        if embedding and section.shrink_hidden_size not in (0, width):
+            raise RecipeError(f"recipe key 'student.shrink_hidden_size': {section.shrink_hidden_size} would give "
+                              f"{section.shrink_hidden_size}-dimensional embeddings, and the teacher's are {width}: "
+                              "an embedding student is judged (and distilled) by cosine to the teacher's "
+                              "embeddings, so it keeps the teacher's width. Leave it at 0 and shrink depth "
+                              "(student.shrink_layers), "
+                              "or distil a classifier head (teacher.hf_output = \"logits\")")  # fmt: skip
         student, choice = choose_layers(teacher, task.x_val, keep, section.shrink_hidden_size, embedding,
                                         tuple(section.teacher_layers))  # fmt: skip
         return student, spec, {"origin": "teacher shrunk", "teacher_layers": choice.layers,

@@ -150,13 +150,18 @@ _LAYER = re.compile(r"\.layer\.(\d+)\.")
 
 
 def shrink_encoder(teacher: HFEncoder, keep_layers: int = 0, hidden_size: int = 0,
-                   layers: list[int] | None = None) -> tuple[HFEncoder, list[int]]:  # fmt: skip
+                   layers: list[int] | None = None, width: Any = None) -> tuple[HFEncoder, list[int]]:  # fmt: skip
     """A student with fewer layers (and optionally narrower), initialised from the chosen teacher layers.
 
     `layers` names the teacher layers to keep (0-based); without it, `keep_layers` evenly spaced ones.
     Each student tensor is copied from its teacher counterpart (layer i <- teacher layer chosen[i]); when
-    narrower, from the teacher tensor's leading slice in every dimension that shrank.
+    narrower, from the slice `width` (a models.width_choice.WidthSlice) names, by default the leading units of
+    every dimension that shrank.
     """
+    from edgekd.models.width_choice import WidthSlice, slice_tensor
+
+    width = width or WidthSlice("leading")
+    teacher_config = teacher.hf.config
     config = copy.deepcopy(teacher.hf.config)
     chosen = list(layers) if layers else shrunk_layers(config.num_hidden_layers, keep_layers)
     config.num_hidden_layers = len(chosen)
@@ -174,7 +179,9 @@ def shrink_encoder(teacher: HFEncoder, keep_layers: int = 0, hidden_size: int = 
         if teacher_name not in source:
             raise CheckpointError(f"shrinking: the teacher has no tensor '{teacher_name}' for '{name}'")
         value = source[teacher_name]
-        target[name] = value[tuple(slice(0, n) for n in tensor.shape)].clone() if value.dim() else value.clone()
+        target[name] = (slice_tensor(teacher_name, value, tensor.shape, width, teacher_config.hidden_size,
+                                     teacher_config.num_attention_heads, teacher_config.intermediate_size)
+                        if value.dim() else value.clone())  # fmt: skip
     student.load_state_dict(target)
     student.source_layers = tuple(chosen)  # the losses' default layer map follows the layers kept
     return student, chosen

@@ -18,6 +18,7 @@ import torch
 from edgekd.errors import RecipeError
 from edgekd.measure.quality import mean_cosine, mean_kl, top1_agreement
 from edgekd.models.hf import HFEncoder, shrink_encoder, shrunk_layers
+from edgekd.models.width_choice import candidate_widths
 
 CHOICE_SAMPLES = 256  # validation samples each candidate runs on: enough to rank them, cheap next to training
 
@@ -51,10 +52,16 @@ class LayerChoice:
     candidates: list[dict[str, Any]] = field(default_factory=list)  # each: name, layers, fidelity figures, chosen
     samples: int = 0  # validation samples each candidate ran on
     seconds: float = 0.0
+    # a narrower student (student.shrink_hidden_size): each candidate slice of the teacher's units, at the layers
+    # chosen, with its fidelity (models.width_choice); empty when the student keeps the teacher's width
+    widths: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"layers": self.layers, "how": self.how, "samples": self.samples, "seconds": round(self.seconds, 3),
-                "candidates": self.candidates}  # fmt: skip
+        out = {"layers": self.layers, "how": self.how, "samples": self.samples, "seconds": round(self.seconds, 3),
+               "candidates": self.candidates}  # fmt: skip
+        if self.widths:
+            out["widths"] = self.widths
+        return out
 
 
 @torch.no_grad()
@@ -94,15 +101,41 @@ def choose_layers(teacher: HFEncoder, inputs: np.ndarray, keep: int = 0, hidden_
     else:
         candidates = candidate_layer_subsets(total, keep)
     reference = _outputs(teacher, inputs)
-    best, best_score, rows = None, None, []
-    for name, layers in candidates.items():
-        student, _ = shrink_encoder(teacher, hidden_size=hidden_size, layers=layers)
+    narrower = bool(hidden_size) and hidden_size != teacher.hf.config.hidden_size
+    widths = candidate_widths(teacher, *_ids_and_mask(teacher, inputs)) if narrower else [None]
+    layer_rows = [{"name": name, "layers": layers} for name, layers in candidates.items()]
+    # layers first (at the most-active head-aware slice where narrower), then every slice at the layers chosen
+    best, best_row = _best(teacher, layer_rows, lambda row: (row["layers"], widths[-1 if narrower else 0]),
+                           inputs, reference, hidden_size, embedding)  # fmt: skip
+    width_rows = []
+    if narrower:
+        width_rows = [{"name": w.name, "slice": w} for w in widths]
+        best, best_width = _best(teacher, width_rows, lambda row: (best_row["layers"], row["slice"]), inputs,
+                                 reference, hidden_size, embedding)  # fmt: skip
+        for row in width_rows:
+            del row["slice"]
+    choice = LayerChoice(layers=best_row["layers"], how="pinned by the recipe" if pinned else "measured",
+                         candidates=layer_rows, seconds=time.perf_counter() - started, samples=len(inputs),
+                         widths=width_rows)  # fmt: skip
+    return best, choice
+
+
+def _best(teacher: HFEncoder, rows: list[dict[str, Any]], build: Any, inputs: np.ndarray, reference: np.ndarray,
+          hidden_size: int, embedding: bool) -> tuple[HFEncoder, dict[str, Any]]:  # fmt: skip
+    """Each row's student built (`build(row)` -> layers, width slice) and run; the closest is marked chosen."""
+    best, best_score, best_row = None, None, None
+    for row in rows:
+        layers, width = build(row)
+        student, _ = shrink_encoder(teacher, hidden_size=hidden_size, layers=layers, width=width)
         figures = initial_fidelity(_outputs(student, inputs), reference, embedding)
-        rows.append({"name": name, "layers": layers, **figures, "chosen": False})
+        row.update(figures, chosen=False)
         score = _score(figures, embedding)
         if best_score is None or score > best_score:
-            best, best_score, best_row = student, score, rows[-1]
+            best, best_score, best_row = student, score, row
     best_row["chosen"] = True
-    choice = LayerChoice(layers=best_row["layers"], how="pinned by the recipe" if pinned else "measured",
-                         candidates=rows, seconds=time.perf_counter() - started, samples=len(inputs))  # fmt: skip
-    return best, choice
+    return best, best_row
+
+
+def _ids_and_mask(teacher: HFEncoder, inputs: np.ndarray) -> tuple[Any, Any]:
+    ids = torch.from_numpy(inputs)
+    return ids, (ids != teacher.pad_token_id).long()

@@ -34,6 +34,12 @@ def training_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"student layers {','.join(map(str, choice['layers']))} of the teacher ({choice['how']}: "
                      f"{key.replace('_', ' ')} {chosen[key]:.3f} before training"
                      + (f"; other candidates {others}" if others else "") + ")")  # fmt: skip
+        if choice.get("widths"):
+            width = next(c for c in choice["widths"] if c["chosen"])
+            slices = "; ".join(f"{c['name']} {c[key]:.3f}" for c in choice["widths"] if not c["chosen"])
+            lines.append(f"student width {distill['student'].get('hidden_size', '?')}: teacher units kept by the "
+                         f"slice '{width['name']}' ({key.replace('_', ' ')} {width[key]:.3f} before training"
+                         + (f"; other slices {slices}" if slices else "") + ")")  # fmt: skip
     if kd.get("curve"):
         metric = curves.get("metric", "val metric")
         start = f"{_figure(kd['initial_val'], metric)} before training -> " if kd.get("initial_val") is not None else ""
@@ -135,4 +141,10 @@ def training_section_html(report: dict[str, Any], table) -> str:
         html += [f'<p class="note">Teacher layers the shrunk student was copied from: each candidate measured on '
                  f"{choice['samples']} validation samples before training ({choice['seconds']:.1f} s).</p>",
                  table(["candidate", "teacher layers", *keys, ""], rows, ["" for _ in rows], 2)]  # fmt: skip
+        if choice.get("widths"):
+            rows = [[c["name"], *(f"{c[k]:.4f}" for k in keys), "chosen" if c["chosen"] else ""]
+                    for c in choice["widths"]]  # fmt: skip
+            html += ['<p class="note">Teacher units the narrower student was copied from (at the layers chosen): '
+                     "each slice measured on the same samples (edgekd.models.width_choice).</p>",
+                     table(["slice", *keys, ""], rows, ["" for _ in rows], 1)]  # fmt: skip
     return "".join(html)
