@@ -82,6 +82,8 @@ def test_run_directory_carries_tokenizer_and_the_app_interface(hf_run):
     assert row["latency_real_lengths_ms"]["lengths"] == {"min": 7, "p50": 7.0, "max": 7, "mean": 7.0, "samples": 16,
                                                          "padded_to": 12}  # fmt: skip
     assert row["p50_ms_real_lengths"] > 0
+    [recommended] = load_report(hf_run)["recommendations"]  # ranked where apps run it: at the texts' own lengths
+    assert recommended["latency_basis"] == "real-lengths" and recommended["lengths"]["padded_to"] == 12
 
 
 def test_the_ort_graph_is_chosen_by_measurement_and_engines_keep_the_standard_graph(hf_run):

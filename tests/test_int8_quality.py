@@ -125,6 +125,36 @@ def test_only_measured_student_rows_on_the_target_are_candidates():
     assert (jetson["target"], jetson["artifact"], jetson["p50_ms"]) == ("jetson", "student-onnx-int8-dynamic", 0.1)
 
 
+def _timed_at_real_lengths(row: dict, real_ms: float) -> dict:
+    lengths = {"min": 9, "p50": 16.0, "max": 48, "mean": 18.2, "samples": 150, "padded_to": 128}
+    return {**row, "p50_ms_real_lengths": real_ms, "latency_real_lengths_ms": {"p50": real_ms, "lengths": lengths}}
+
+
+def test_token_models_are_ranked_at_real_lengths_and_the_padded_winner_is_named_beside():
+    """Figures from a real MiniLM-3L run (VNNI host): OpenVINO int8 is fastest padded to 128 tokens but slowest on
+    mixed short texts, where ORT's dynamic INT8 wins; speed-ups on the same basis (worked out by hand)."""
+    rows = [_timed_at_real_lengths(_row("teacher", 43.0), 12.6),
+            _timed_at_real_lengths(_row("student-onnx-fp32", 9.8), 1.7),
+            _timed_at_real_lengths(_row("student-onnx-int8-dynamic", 3.9, cosine=0.997), 0.5),
+            _timed_at_real_lengths(_row("student-openvino-int8", 3.5), 5.8)]  # fmt: skip
+    report = {"rows": rows, "task": {"metric": TEACHER_COSINE}}
+    [entry] = recommendations(report)
+    assert (entry["artifact"], entry["latency_basis"], entry["p50_ms_real_lengths"]) == (
+        "student-onnx-int8-dynamic", "real-lengths", 0.5)
+    assert (entry["speedup_vs_teacher"], entry["speedup_vs_fp32_student"]) == (25.2, 3.4)
+    padded = entry["at_padded_length"]
+    assert (padded["artifact"], padded["speedup_vs_fp32_student"]) == ("student-openvino-int8", 2.8)
+    report["recommendations"] = [entry]
+    first, second = recommendation_lines(report)
+    assert "real lengths" in first and "median 16 tokens" in first and "student-onnx-int8-dynamic" in first
+    assert second.startswith("recommended on host for inputs padded to 128 tokens: student-openvino-int8")
+    # one row not timed at real lengths (a fixed-length engine): every row is ranked padded, nothing beside it
+    rows[3] = {k: v for k, v in rows[3].items() if k not in ("p50_ms_real_lengths", "latency_real_lengths_ms")}
+    [entry] = recommendations(report)
+    assert (entry["artifact"], entry["latency_basis"]) == ("student-openvino-int8", "padded-length")
+    assert "at_padded_length" not in entry and "p50_ms_real_lengths" not in entry
+
+
 def test_auto_calibration_keeps_the_method_with_the_best_validation_fidelity(tmp_path):
     samples = np.random.default_rng(1).standard_normal((300, 16)).astype(np.float32)
     _export(OutlierMlp(outlier_share=0.0), tmp_path / "student.onnx", samples)
