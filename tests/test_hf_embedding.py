@@ -151,3 +151,53 @@ def test_the_student_loads_with_transformers_and_sentence_transformers(embed_run
     texts = tokenizer.batch_decode([row[m.astype(bool)][1:-1] for row, m in zip(ids, mask, strict=True)])
     encoded = st.SentenceTransformer(str(directory), device="cpu", local_files_only=True).encode(texts)
     np.testing.assert_allclose(encoded, expected, atol=1e-5)
+
+
+@pytest.mark.openvino
+def test_openvino_sequence_buckets_are_measured_and_leave_the_embeddings_unchanged(embed_run, tmp_path):
+    """Each OpenVINO IR of a token model gets a measured bucket decision; an IR run with buckets (every input
+    padded to the next bucket, mask 0) gives the dynamic model's embeddings at every length, beyond the last
+    bucket too."""
+    import openvino as ov
+
+    from edgekd.runtimes.openvino_buckets import BUCKETS_KEY, bucket_lengths, bucketable, buckets_of
+    from edgekd.runtimes.openvino_runtime import RUNTIME
+
+    decisions = load_report(embed_run)["stages"]["build"]["sequence_buckets"]
+    assert {"student-openvino-fp32", "student-openvino-int8"} <= set(decisions)
+    for name, d in decisions.items():
+        assert d["ms_per_text"]["buckets"] > 0 and d["ms_per_text"]["dynamic"] > 0, name
+        assert d["cosine"] > 0.9999 and d["texts"] == 16  # the calibration texts, cut to their real lengths
+        assert d["buckets"] in ([], d["candidate_buckets"]) and (d["buckets"] != []) == (d["why"] == "faster at "
+                                                                                          "real lengths")  # fmt: skip
+    core = ov.Core()
+    dynamic_xml = embed_run / "openvino" / "student.xml"
+    model = core.read_model(str(dynamic_xml))
+    assert bucketable(model)
+    longest = model.inputs[0].get_partial_shape()  # dynamic: the buckets end at the export length instead
+    assert longest[1].is_dynamic
+    model.set_rt_info("4,8", BUCKETS_KEY)  # small buckets, so texts beyond the last run dynamic
+    forced = tmp_path / "bucketed.xml"
+    ov.save_model(model, str(forced), compress_to_fp16=False)
+    assert buckets_of(core.read_model(str(forced))) == (4, 8)
+    plain, bucketed = RUNTIME.load(dynamic_xml, 1), RUNTIME.load(forced, 1)
+    with np.load(embed_run / "data" / "test.npz") as data:
+        feed = {k: data[k][:1] for k in data.files if k != "labels"}
+    for length in (3, 4, 6, 8, feed["attention_mask"].shape[1]):
+        cut = {k: v[:, :length] for k, v in feed.items()}
+        np.testing.assert_allclose(bucketed(cut), plain(cut), atol=1e-5, err_msg=f"{length} tokens")
+    assert bucket_lengths(128) == (16, 24, 32, 48, 64, 96, 128) and bucket_lengths(12) == (12,)
+
+
+def test_a_model_with_a_sequence_axis_in_its_output_is_never_bucketed():
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    from edgekd.runtimes.openvino_buckets import bucketable
+
+    ids = ops.parameter(ov.PartialShape([-1, -1]), ov.Type.i64, name="input_ids")
+    mask = ops.parameter(ov.PartialShape([-1, -1]), ov.Type.i64, name="attention_mask")
+    tokens = ops.convert(ops.multiply(ids, mask), ov.Type.f32)  # [batch, sequence]: padding would change it
+    pooled = ops.reduce_sum(tokens, ops.constant(np.array([1])), keep_dims=False)
+    assert not bucketable(ov.Model([ops.unsqueeze(tokens, ops.constant(np.array([2])))], [ids, mask]))
+    assert bucketable(ov.Model([ops.unsqueeze(pooled, ops.constant(np.array([1])))], [ids, mask]))

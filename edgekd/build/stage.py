@@ -16,6 +16,8 @@ from edgekd.targets.plan import host_specs
 from edgekd.targets.profiles import Profile, load_profile
 from edgekd.tasks import TaskData
 
+SEQUENCE_BUCKETS_VERSION = 1  # bump when OpenVINO's bucket rule changes, so finished runs build again
+
 
 def build_stage(
     section: BuildSection, sources: list[str], task: TaskData, run_dir: Path, profiles: list[Profile],
@@ -24,7 +26,8 @@ def build_stage(
     """Build every host-buildable engine the target profiles ask for; a runtime missing here makes its
     rows `skipped` with the reason instead of failing the run. Engines build from `sources` (the run's ONNX
     files) for batches up to `max_batch`; under a quantization `budget` the builds that can judge themselves on
-    the validation split (NNCF's accuracy control) do, and what they did is the summary's `accuracy_control`."""
+    the validation split (NNCF's accuracy control) do, and what they did is the summary's `accuracy_control`;
+    OpenVINO's sequence-bucket decisions for token models are its `sequence_buckets`."""
     host = next((p for p in profiles if p.device_class == "host"), load_profile("host"))
     specs = host_specs(section, sources, profiles)
     skipped = {s.artifact: reason for s in specs if (reason := get_runtime(s.measured_by).unavailable_reason())}
@@ -34,7 +37,7 @@ def build_stage(
     def work() -> dict[str, Any]:
         for name in shared:  # rebuilt from the artifacts of this build alone
             (run_dir / name).unlink(missing_ok=True)
-        controlled = {}
+        records: dict[str, dict[str, Any]] = {}
         judging = {"budget": budget, "validation": task.inputs("val")} if budget is not None else {}
         for spec in to_build:
             # the host profile's settings for what it lists (measured here), else those of the first that lists it
@@ -43,15 +46,15 @@ def build_stage(
                                                 log_path=run_dir / "quantize.log",
                                                 sample_shape=task.sample_shape, sequence_axis=task.sequence_axis,
                                                 max_batch=max_batch, **judging)  # fmt: skip
-            if record is not None:
-                controlled[spec.artifact] = record
+            for kind, what in (record or {}).items():  # accuracy_control, sequence_buckets: per artifact
+                records.setdefault(kind, {})[spec.artifact] = what
         return {"engines": {s.artifact: s.path for s in to_build},
                 "openvino_inference_precision": host.openvino.inference_precision,
-                "profiles": [p.name for p in profiles],
-                **({"accuracy_control": controlled} if controlled else {})}  # fmt: skip
+                "profiles": [p.name for p in profiles], **records}  # fmt: skip
 
     judged = {"budget": budget.to_dict()} if budget is not None else {}  # a build without one keeps its old key
-    key = stage_key({"build": section, "profiles": profiles, **judged}, upstream)
+    key = stage_key({"build": section, "profiles": profiles, "sequence_buckets": SEQUENCE_BUCKETS_VERSION, **judged},
+                    upstream)  # fmt: skip
     outputs = [s.path for s in to_build] + shared
     summary = timed_stage(run_dir, "build", key, outputs, work)
     return [engines_build.to_artifact(s, params) for s in specs], skipped, summary

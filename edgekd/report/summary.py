@@ -93,7 +93,28 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"INT8 static calibrated on {quantize['calibration_samples']} training samples"
                      + calibration_choice(quantize.get("calibration")))
     lines += accuracy_control_lines(report.get("stages", {}).get("build", {}))
+    lines += sequence_bucket_lines(report.get("stages", {}).get("build", {}))
     return lines
+
+
+def sequence_bucket_lines(build: dict[str, Any]) -> list[str]:
+    """Token models: per OpenVINO IR, whether it runs with static sequence buckets, with the measured figures."""
+    decisions = build.get("sequence_buckets", {})
+    parts = []
+    for artifact, d in decisions.items():
+        if "ms_per_text" not in d:
+            parts.append(f"{artifact}: dynamic shapes ({d['why']})")
+            continue
+        figures = f"{d['ms_per_text']['buckets']:.3f} vs {d['ms_per_text']['dynamic']:.3f} ms per text dynamic"
+        kept = (f"buckets {','.join(map(str, d['buckets']))} (inputs padded to the next)" if d["buckets"] else
+                f"dynamic shapes ({d['why']})")  # fmt: skip
+        parts.append(f"{artifact}: {kept}, {figures}")
+    if not parts:
+        return []
+    any_d = next((d for d in decisions.values() if "texts" in d), None)
+    on = (f" on {any_d['texts']} calibration texts at their real lengths ({any_d['lengths']['min']}-"
+          f"{any_d['lengths']['max']} tokens)") if any_d else ""  # fmt: skip
+    return [f"OpenVINO sequence buckets by measurement{on}: " + "; ".join(parts)]
 
 
 def accuracy_control_lines(build: dict[str, Any]) -> list[str]:

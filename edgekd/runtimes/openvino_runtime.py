@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from edgekd.quantize.budget import QuantizeBudget
 
 PRECISION_KEY = ["edgekd", "inference_precision"]
+BUCKET_CHOICE_THREADS = 1  # buckets against dynamic shapes is timed at batch 1 on one thread
 INFERENCE_PRECISIONS = ("auto", "f32")
 PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "int8": "f32"}  # int8 IR: its float parts in f32
 IR = ArtifactFormat("openvino-ir", side_suffixes=(".bin",))  # the .xml and its weights, the .bin
@@ -93,6 +94,11 @@ def build_int8_ir_nncf(
 
 def _save(ov, model, xml_path: Path, inference_precision: str, compress_to_fp16: bool) -> None:
     model.set_rt_info(inference_precision, PRECISION_KEY)
+    _write(ov, model, xml_path, compress_to_fp16)
+
+
+def _write(ov, model, xml_path: Path, compress_to_fp16: bool) -> None:
+    """The .xml and its .bin, each through a temporary file renamed into place."""
     bin_path = xml_path.with_suffix(".bin")
     with atomic_path(xml_path) as tmp_xml:
         tmp_bin = tmp_xml.with_suffix(".bin")
@@ -103,16 +109,37 @@ def _save(ov, model, xml_path: Path, inference_precision: str, compress_to_fp16:
             tmp_bin.unlink(missing_ok=True)
 
 
-def _compile(path: Path, threads: int):
+def add_sequence_buckets(xml_path: Path, texts: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+    """Measure sequence buckets for the IR at `xml_path` on `texts` (batch-1 token feeds, padded); where they are
+    kept, the IR is written again with them in its rt_info. Returns the decision record (openvino_buckets)."""
+    from edgekd.runtimes.openvino_buckets import BUCKETS_KEY, choose_buckets
+
     ov = _import_openvino()
     core = ov.Core()
-    model = core.read_model(str(path))
-    config: dict[str, object] = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+    model = core.read_model(str(xml_path))
+    longest = int(texts[0]["attention_mask"].shape[1])
+    decision = choose_buckets(core, model, _config(model, BUCKET_CHOICE_THREADS), texts, longest)
+    if decision["buckets"]:
+        model.set_rt_info(",".join(str(n) for n in decision["buckets"]), BUCKETS_KEY)
+        _write(ov, model, xml_path, compress_to_fp16=False)  # an fp16 IR's weights are read back as stored
+    return decision
+
+
+def _config(model, threads: int) -> dict[str, Any]:
+    """The latency configuration an IR is compiled with: its stored precision, `threads` threads."""
+    config: dict[str, Any] = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
     # IRs written before the hint was stored were always measured in f32
     wanted = model.get_rt_info(PRECISION_KEY).astype(str) if model.has_rt_info(PRECISION_KEY) else "f32"
     if wanted == "f32":
         config["INFERENCE_PRECISION_HINT"] = "f32"
-    return core.compile_model(model, "CPU", config)
+    return config
+
+
+def _compile(path: Path, threads: int):
+    ov = _import_openvino()
+    core = ov.Core()
+    model = core.read_model(str(path))
+    return core.compile_model(model, "CPU", _config(model, threads))
 
 
 def execution_precision(path: Path, threads: int = 1) -> str:
@@ -163,28 +190,46 @@ def feeds(batch: Inputs) -> dict:
     return dict(batch) if isinstance(batch, dict) else {0: batch}
 
 
+def _requests(path: Path, threads: int):
+    """feed -> (infer request, feed as that request takes it): one dynamic-shape request, or, for an IR stored
+    with sequence buckets, a static request per bucket with the feed padded to it (openvino_buckets)."""
+    from edgekd.runtimes.openvino_buckets import BucketedModel, buckets_of
+
+    ov = _import_openvino()
+    core = ov.Core()
+    model = core.read_model(str(path))
+    buckets = buckets_of(model)
+    if buckets:
+        bucketed = BucketedModel(core, model, _config(model, threads), buckets)
+        return lambda feed: bucketed.prepared(feed) if isinstance(feed, dict) else (bucketed.dynamic, feed)
+    request = core.compile_model(model, "CPU", _config(model, threads)).create_infer_request()
+    return lambda feed: (request, feed)
+
+
 def _load(path: Path, threads: int) -> Runner:
-    request = _compile(path, threads).create_infer_request()
+    prepared = _requests(path, threads)
 
     def run(batch: Inputs) -> np.ndarray:
-        request.infer(feeds(batch))
+        request, feed = prepared(feeds(batch))
+        request.infer(feed)
         return request.get_output_tensor(0).data.copy()
 
     def bind(batch: Inputs) -> TimedCall:
         # the input tensors set once over the batch's memory, and infer() with no inputs builds no result dict:
         # request.infer({0: batch}) costs ~80 us more per call than the model on a 10 us model
         ov = _import_openvino()
+        request, feed = prepared(feeds(batch))
         if isinstance(batch, dict):  # token models: every named input
-            batch = {name: np.ascontiguousarray(array) for name, array in batch.items()}
-            for name, array in batch.items():
+            kept = {name: np.ascontiguousarray(array) for name, array in feed.items()}
+            for name, array in kept.items():
                 request.set_tensor(name, ov.Tensor(array, shared_memory=True))
         else:
-            batch = np.ascontiguousarray(batch, dtype=request.model_inputs[0].get_element_type().to_dtype())
-            request.set_input_tensor(ov.Tensor(batch, shared_memory=True))
+            kept = np.ascontiguousarray(batch, dtype=request.model_inputs[0].get_element_type().to_dtype())
+            request.set_input_tensor(ov.Tensor(kept, shared_memory=True))
 
         def call() -> object:
             request.infer()
-            return batch
+            return kept
 
         return TimedCall(call, runtime_ms=lambda: request.latency)  # the plugin's own time of the last infer, ms
 
@@ -192,27 +237,54 @@ def _load(path: Path, threads: int) -> Runner:
     return run
 
 
+def _input_names(job: BuildJob) -> list[str]:
+    name = job.device["input_name"]
+    return [name] if isinstance(name, str) else list(name)
+
+
+def _token_texts(job: BuildJob) -> list[dict[str, np.ndarray]] | None:
+    """The calibration samples as batch-1 feeds where the model takes token sequences with a mask (what sequence
+    buckets are measured on), else None."""
+    from edgekd.pipeline.layout import CALIBRATION_SAMPLES  # the same path in a run directory and in a bundle
+    from edgekd.quantize.ort_int8 import calibration_feeds
+    from edgekd.samples import MASK, load_inputs
+
+    path, names = job.source_dir / CALIBRATION_SAMPLES, _input_names(job)
+    if MASK not in names or not path.is_file():
+        return None
+    return calibration_feeds(load_inputs(path, names), names[0])
+
+
 def _build(spec: EngineSpec, job: BuildJob) -> dict[str, Any] | None:
     """fp32 / fp16 IR converted from ONNX; int8 by NNCF on the calibration samples, or converted from QDQ. Given
     a quantization budget and the validation split (`budget`, `validation`: the run has them, a bundle does not),
-    NNCF's accuracy control, whose record is returned for the build summary."""
+    NNCF's accuracy control. Token models get sequence buckets where they measure faster. Returns the records
+    for the build summary by kind (`accuracy_control`, `sequence_buckets`), or None."""
     source, target = job.paths(spec)
     precision = "f32" if job.profile.openvino.inference_precision == "f32" else "auto"
     if spec.method != "nncf":
         build_ir(source, target, compress_to_fp16=spec.precision == "fp16", inference_precision=precision)
-        return None
-    from edgekd.pipeline.layout import CALIBRATION_SAMPLES  # the same path in a run directory and in a bundle
+        return _buckets_record(target, job)
+    from edgekd.pipeline.layout import CALIBRATION_SAMPLES
     from edgekd.quantize.calibration import check_calibration
     from edgekd.quantize.ort_int8 import calibration_feeds, is_transformer_graph
     from edgekd.samples import load_inputs
 
-    names = [job.device["input_name"]] if isinstance(job.device["input_name"], str) else list(job.device["input_name"])
+    names = _input_names(job)
     calibration = load_inputs(job.source_dir / CALIBRATION_SAMPLES, names)  # every input the graph takes
     check_calibration(source, calibration, names[0])
     budget, validation = job.device.get("budget"), job.device.get("validation")
     under_budget = (budget, validation, names[0]) if budget is not None and validation is not None else None
-    return build_int8_ir_nncf(source, target, calibration_feeds(calibration, names[0]), is_transformer_graph(source),
-                              precision, job.device.get("log_path"), under_budget)  # fmt: skip
+    control = build_int8_ir_nncf(source, target, calibration_feeds(calibration, names[0]),
+                                 is_transformer_graph(source), precision, job.device.get("log_path"),
+                                 under_budget)  # fmt: skip
+    records = {**({"accuracy_control": control} if control else {}), **(_buckets_record(target, job) or {})}
+    return records or None
+
+
+def _buckets_record(target: Path, job: BuildJob) -> dict[str, Any] | None:
+    texts = _token_texts(job)
+    return {"sequence_buckets": add_sequence_buckets(target, texts)} if texts else None
 
 
 def providers() -> dict[str, Any]:
