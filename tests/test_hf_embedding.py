@@ -201,3 +201,22 @@ def test_a_model_with_a_sequence_axis_in_its_output_is_never_bucketed():
     pooled = ops.reduce_sum(tokens, ops.constant(np.array([1])), keep_dims=False)
     assert not bucketable(ov.Model([ops.unsqueeze(tokens, ops.constant(np.array([2])))], [ids, mask]))
     assert bucketable(ov.Model([ops.unsqueeze(pooled, ops.constant(np.array([1])))], [ids, mask]))
+
+
+@pytest.mark.openvino
+def test_sequence_buckets_can_be_turned_off_in_the_recipe(embed_run, tmp_path):
+    from edgekd.recipe import Recipe, apply_overrides
+    from edgekd.runtimes.base import BuildJob
+    from edgekd.runtimes.openvino_buckets import buckets_of
+    from edgekd.runtimes.openvino_runtime import ENGINES, RUNTIME
+    from edgekd.targets.profiles import load_profile
+
+    recipe = apply_overrides(Recipe(), ["build.openvino_sequence_buckets=false"])
+    assert recipe.build.openvino_sequence_buckets is False
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    job = BuildJob(embed_run, tmp_path, load_profile("host"), {"input_name": names, "sequence_buckets": False})
+    record = RUNTIME.build(ENGINES[0], job)  # the fp32 IR
+    assert record == {"sequence_buckets": {"buckets": [], "why": "off in the recipe (build.openvino_sequence_buckets)"}}
+    import openvino as ov
+
+    assert buckets_of(ov.Core().read_model(str(tmp_path / ENGINES[0].path))) == ()

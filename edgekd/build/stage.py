@@ -16,7 +16,7 @@ from edgekd.targets.plan import host_specs
 from edgekd.targets.profiles import Profile, load_profile
 from edgekd.tasks import TaskData
 
-SEQUENCE_BUCKETS_VERSION = 1  # bump when OpenVINO's bucket rule changes, so finished runs build again
+SEQUENCE_BUCKETS_VERSION = 2  # bump when OpenVINO's bucket rule changes, so finished runs build again
 
 
 def build_stage(
@@ -45,7 +45,9 @@ def build_stage(
             record = engines_build.build_engine(spec, run_dir, run_dir, owner, input_name=task.input_names,
                                                 log_path=run_dir / "quantize.log",
                                                 sample_shape=task.sample_shape, sequence_axis=task.sequence_axis,
-                                                max_batch=max_batch, **judging)  # fmt: skip
+                                                max_batch=max_batch,
+                                                sequence_buckets=section.openvino_sequence_buckets,
+                                                **judging)  # fmt: skip
             for kind, what in (record or {}).items():  # accuracy_control, sequence_buckets: per artifact
                 records.setdefault(kind, {})[spec.artifact] = what
         return {"engines": {s.artifact: s.path for s in to_build},

@@ -114,7 +114,9 @@ def sequence_bucket_lines(build: dict[str, Any]) -> list[str]:
     any_d = next((d for d in decisions.values() if "texts" in d), None)
     on = (f" on {any_d['texts']} calibration texts at their real lengths ({any_d['lengths']['min']}-"
           f"{any_d['lengths']['max']} tokens)") if any_d else ""  # fmt: skip
-    return [f"OpenVINO sequence buckets by measurement{on}: " + "; ".join(parts)]
+    return [f"OpenVINO sequence buckets by measurement{on}: " + "; ".join(parts) + " (each bucket used is a "
+            "compiled copy of the model: the row's memory includes them; build.openvino_sequence_buckets = false "
+            "keeps dynamic shapes only)"]
 
 
 def accuracy_control_lines(build: dict[str, Any]) -> list[str]:

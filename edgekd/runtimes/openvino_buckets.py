@@ -25,7 +25,10 @@ from edgekd.samples import MASK
 BUCKETS_KEY = ["edgekd", "sequence_buckets"]
 SMALLEST = 16
 KEEP_BELOW = 0.95  # buckets ship only when their per-text time is below 95% of the dynamic model's
-MIN_COSINE = 0.99999  # and their outputs match the dynamic model's (masked padding changes nothing)
+# and their outputs match the dynamic model's: masked padding changes nothing in float (cosine 0.9999995 measured on
+# BERT-4x256 fp32); an int8 IR's kernels round differently per shape (0.99985 on MiniLM-3L int8, whose own error
+# to fp32 is ~1e-3), so the bound sits well inside the int8 quality threshold (0.99) and above that rounding
+MIN_COSINE = 0.9995
 ROUNDS, ROUND_SECONDS, MAX_TEXTS = 3, 0.2, 32
 
 

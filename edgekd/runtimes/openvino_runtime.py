@@ -284,7 +284,11 @@ def _build(spec: EngineSpec, job: BuildJob) -> dict[str, Any] | None:
 
 def _buckets_record(target: Path, job: BuildJob) -> dict[str, Any] | None:
     texts = _token_texts(job)
-    return {"sequence_buckets": add_sequence_buckets(target, texts)} if texts else None
+    if not texts:
+        return None
+    if not job.device.get("sequence_buckets", True):
+        return {"sequence_buckets": {"buckets": [], "why": "off in the recipe (build.openvino_sequence_buckets)"}}
+    return {"sequence_buckets": add_sequence_buckets(target, texts)}
 
 
 def providers() -> dict[str, Any]:
