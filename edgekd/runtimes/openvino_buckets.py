@@ -89,8 +89,12 @@ class BucketedModel:
         return self.requests[batch, bucket], bucket
 
     def prepared(self, feed: dict[str, np.ndarray]):
-        """(request, feed padded to its bucket)."""
-        request, length = self.request(*feed[MASK].shape)
+        """(request, feed padded to its bucket); a feed without a [batch, sequence] mask goes to the dynamic model
+        as it is (OpenVINO names what is wrong with it)."""
+        mask = feed.get(MASK)
+        if mask is None or mask.ndim != 2:
+            return self.dynamic, feed
+        request, length = self.request(*mask.shape)
         return request, feed if length is None else padded(feed, length)
 
 
