@@ -80,6 +80,10 @@ BUDGET_SPECS: dict[str, BudgetSpec] = _budgets(
     ("max_p99_ms", "p99_ms", "Max p99 latency at batch 1, ms."),
     ("min_throughput_per_s", "throughput_per_s", "Min throughput, samples per second."),
     ("max_size_mb", "size_bytes", "Max artifact size on disk, MB (10^6 bytes).", ABSOLUTE, "MB", 1e-6),
+    ("max_p50_ms_real_lengths", "p50_ms_real_lengths", "Max median latency at batch 1 with each eval text at its "
+     "own token length (token models), ms."),
+    ("max_peak_rss_mb", "peak_rss_bytes", "Max peak resident memory of the process running the artifact, MB "
+     "(10^6 bytes; measured where each artifact runs in a process of its own).", ABSOLUTE, "MB", 1e-6),
     ("max_p50_increase_pct", "p50_ms", "Max p50 increase over the baseline row, percent.", INCREASE_PCT),
     ("max_p95_increase_pct", "p95_ms", "Max p95 increase over the baseline row, percent.", INCREASE_PCT),
     ("max_size_increase_pct", "size_bytes", "Max size increase over the baseline row, percent.", INCREASE_PCT),

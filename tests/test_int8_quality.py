@@ -155,6 +155,26 @@ def test_token_models_are_ranked_at_real_lengths_and_the_padded_winner_is_named_
     assert "at_padded_length" not in entry and "p50_ms_real_lengths" not in entry
 
 
+def test_a_memory_budget_passes_over_the_fastest_row_when_it_needs_more_memory():
+    """Figures from a real BERT-4x256 run: OpenVINO int8 with sequence buckets is the fastest at 128 tokens but its
+    process peaks at 596 MB; under max_peak_rss_mb = 500 the fastest row within it is recommended instead."""
+    rows = [_timed_at_real_lengths(_row("teacher", 23.3), 5.7),
+            _timed_at_real_lengths(_row("student-onnx-fp32", 5.3), 0.83),
+            _timed_at_real_lengths(_row("student-onnx-int8-dynamic", 2.3), 0.45),
+            _timed_at_real_lengths(_row("student-openvino-int8", 1.6), 0.42)]  # fmt: skip
+    for row, mb in zip(rows, (775, 522, 485, 596), strict=True):
+        row["memory"] = {"peak_rss_bytes": mb * 1e6}
+    report = {"rows": rows, "task": {"metric": TEACHER_COSINE}}
+    [entry] = recommendations(report)
+    assert entry["artifact"] == "student-openvino-int8"
+    report["verdicts"] = {"budgets": {"max_peak_rss_mb": 500}}
+    [entry] = recommendations(report)
+    assert (entry["artifact"], entry["basis"]) == ("student-onnx-int8-dynamic", "budgets")
+    report["verdicts"] = {"budgets": {"max_p50_ms_real_lengths": 0.44}}
+    [entry] = recommendations(report)
+    assert entry["artifact"] == "student-openvino-int8"  # the only row within 0.44 ms at real lengths
+
+
 def test_auto_calibration_keeps_the_method_with_the_best_validation_fidelity(tmp_path):
     samples = np.random.default_rng(1).standard_normal((300, 16)).astype(np.float32)
     _export(OutlierMlp(outlier_share=0.0), tmp_path / "student.onnx", samples)
