@@ -170,6 +170,8 @@ def test_openvino_sequence_buckets_are_measured_and_leave_the_embeddings_unchang
         assert d["cosine"] > 0.9999 and d["texts"] == 16  # the calibration texts, cut to their real lengths
         assert d["buckets"] in ([], d["candidate_buckets"]) and (d["buckets"] != []) == (d["why"] == "faster at "
                                                                                           "real lengths")  # fmt: skip
+    summary = (embed_run / "report.md").read_text(encoding="utf-8")
+    assert "OpenVINO sequence buckets" in summary and "student-openvino-int8 " in summary
     core = ov.Core()
     dynamic_xml = embed_run / "openvino" / "student.xml"
     model = core.read_model(str(dynamic_xml))

@@ -100,23 +100,23 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
 def sequence_bucket_lines(build: dict[str, Any]) -> list[str]:
     """Token models: per OpenVINO IR, whether it runs with static sequence buckets, with the measured figures."""
     decisions = build.get("sequence_buckets", {})
+    measured = [d for d in decisions.values() if "ms_per_text" in d]
     parts = []
     for artifact, d in decisions.items():
-        if "ms_per_text" not in d:
-            parts.append(f"{artifact}: dynamic shapes ({d['why']})")
-            continue
-        figures = f"{d['ms_per_text']['buckets']:.3f} vs {d['ms_per_text']['dynamic']:.3f} ms per text dynamic"
-        kept = (f"buckets {','.join(map(str, d['buckets']))} (inputs padded to the next)" if d["buckets"] else
-                f"dynamic shapes ({d['why']})")  # fmt: skip
-        parts.append(f"{artifact}: {kept}, {figures}")
+        verdict = "kept" if d["buckets"] else f"dynamic shapes ({d['why']})"
+        figures = (f", {d['ms_per_text']['buckets']:.3f} vs {d['ms_per_text']['dynamic']:.3f} ms per text dynamic"
+                   if "ms_per_text" in d else "")  # fmt: skip
+        parts.append(f"{artifact} {verdict}{figures}")
     if not parts:
         return []
-    any_d = next((d for d in decisions.values() if "texts" in d), None)
-    on = (f" on {any_d['texts']} calibration texts at their real lengths ({any_d['lengths']['min']}-"
-          f"{any_d['lengths']['max']} tokens)") if any_d else ""  # fmt: skip
-    return [f"OpenVINO sequence buckets by measurement{on}: " + "; ".join(parts) + " (each bucket used is a "
-            "compiled copy of the model: the row's memory includes them; build.openvino_sequence_buckets = false "
-            "keeps dynamic shapes only)"]
+    head = "OpenVINO sequence buckets"
+    if measured:
+        d = measured[0]
+        head += (f" {','.join(map(str, d['candidate_buckets']))} (inputs padded to the next), by measurement on "
+                 f"{d['texts']} calibration texts at their real lengths ({d['lengths']['min']}-{d['lengths']['max']} "
+                 "tokens)")  # fmt: skip
+    return [f"{head}: " + "; ".join(parts) + " (each bucket used is a compiled copy of the model, in the row's "
+            "memory; build.openvino_sequence_buckets = false: dynamic only)"]
 
 
 def accuracy_control_lines(build: dict[str, Any]) -> list[str]:
