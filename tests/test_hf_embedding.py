@@ -83,6 +83,9 @@ def test_profile_on_a_device_reports_the_same_cosine(embed_run, tmp_path, capsys
     assert device["task"]["metric"] == "teacher_cosine"
     row = next(r for r in device["rows"] if r["artifact"] == "student-onnx-fp32")
     assert row["fidelity"]["mean_cosine"] == host["student-onnx-fp32"]["fidelity"]["mean_cosine"]
+    # the device builds its own OpenVINO IRs and measures their sequence buckets there, on the bundle's texts
+    buckets = device["stages"]["build"]["sequence_buckets"]
+    assert "student-openvino-fp32" in buckets and buckets["student-openvino-fp32"]["texts"] == 16
 
 
 def test_gate_budgets_the_cosine_and_explains_accuracy_budgets(embed_run, capsys):

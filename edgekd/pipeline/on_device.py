@@ -78,20 +78,24 @@ def _bundle_artifacts(manifest: dict[str, Any], profile: Profile) -> tuple[list[
 
 def _build_engines(
     manifest: dict[str, Any], profile: Profile, bundle_dir: Path, out_dir: Path, settings: MeasureSettings
-) -> tuple[list[Artifact], dict[str, str], dict[str, Any], set[str]]:
+) -> tuple[list[Artifact], dict[str, str], dict[str, Any], set[str], dict[str, Any]]:
     """Build what this device needs (OpenVINO IR, ORT format, TensorRT engines) into `out_dir`; returns the
-    artifacts, the reasons for those not built, what was built, and which of them failed to build."""
+    artifacts, the reasons for those not built, what was built, which of them failed to build, and what the
+    builds recorded by kind (OpenVINO's sequence buckets, measured here on the bundle's calibration texts)."""
     sources = [a["path"] for a in manifest["artifacts"] if format_of(a["format"]).onnx_graph]
     if engines_build.FP32_ONNX in manifest.get("files", {}):  # engines build from the standard-op export, which
         sources.append(engines_build.FP32_ONNX)  # is not the ORT fp32 row's graph for a transformer
-    openvino_int8 = manifest["recipe"].get("build", {}).get("openvino_int8", "qdq")  # bundles before NNCF: qdq
+    build_section = manifest["recipe"].get("build", {})
+    openvino_int8 = build_section.get("openvino_int8", "qdq")  # bundles before NNCF: qdq
     specs = [s for s in engines_build.specs_for(profile, sources, openvino_int8)
              if not format_of(s.format).onnx_graph]  # ONNX files travel in the bundle: nothing to build
     params = int(manifest["student"]["params"])
     spec = manifest["input"]
     device = {"input_name": manifest_input_names(manifest), "sample_shape": tuple(spec.get("max_shape",
               spec["shape"])[1:]), "max_batch": max(settings.throughput_batch_size, settings.eval_batch_size),
-              "sequence_axis": "sequence" in spec["shape"]}  # fmt: skip
+              "sequence_axis": "sequence" in spec["shape"],
+              "sequence_buckets": build_section.get("openvino_sequence_buckets", True)}  # fmt: skip
+    records: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
     built: dict[str, Any] = {}
     failed: set[str] = set()
@@ -101,15 +105,17 @@ def _build_engines(
             skipped[spec.artifact] = status.reason
             continue
         try:
-            engines_build.build_engine(spec, bundle_dir, out_dir, profile, **device)
+            record = engines_build.build_engine(spec, bundle_dir, out_dir, profile, **device)
         except Exception as exc:  # a model the builder cannot parse is that row's failure, not a traceback
             skipped[spec.artifact] = f"build failed: {first_line(exc)}"
             failed.add(spec.artifact)
             continue
         built[spec.artifact] = spec.path
+        for kind, what in (record or {}).items():
+            records.setdefault(kind, {})[spec.artifact] = what
         if not status.usable:
             skipped[spec.artifact] = f"{status.reason}; the engine is built at {out_dir / spec.path}"
-    return [engines_build.to_artifact(s, params) for s in specs], skipped, built, failed
+    return [engines_build.to_artifact(s, params) for s in specs], skipped, built, failed, records
 
 
 def _add_device_figures(rows: list[Row], out_dir: Path, settings: MeasureSettings, inputs) -> None:
@@ -139,7 +145,7 @@ def profile_bundle(
     settings = _settings(manifest, profile, threads)
     num_classes = int(manifest["task"]["num_classes"])
     metric = report_metric(manifest)
-    engines, skipped, built, build_failed = _build_engines(manifest, profile, bundle_dir, out_dir, settings)
+    engines, skipped, built, build_failed, records = _build_engines(manifest, profile, bundle_dir, out_dir, settings)
     shipped, not_here = _bundle_artifacts(manifest, profile)
     rows = measure_rows(shipped, bundle_dir, inputs, labels, settings, num_classes, not_here, reference, metric)
     engine_rows = measure_rows(engines, out_dir, inputs, labels, settings, num_classes, skipped, reference, metric)
@@ -151,7 +157,7 @@ def profile_bundle(
         if format_of(row.format).host_proxy:
             row.extend(**proxy_fields(profile))
     rows += engine_rows
-    report = device_report(manifest, profile.name, settings.threads, rows, built, bundle_dir, device_facts())
+    report = device_report(manifest, profile.name, settings.threads, rows, built, bundle_dir, device_facts(), records)
     document = publish_report(report.to_json(), out_dir / REPORT_JSON, "the device report")
     require_a_measured_row(rows, manifest["input"], inputs)
     return ProfileResult(out_dir, bundle_dir, document)

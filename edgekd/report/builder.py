@@ -53,9 +53,11 @@ def run_report(
 
 
 def device_report(manifest: dict[str, Any], profile: str, threads: int, rows: list[Row], built: dict[str, Any],
-                  bundle_dir: Path, host: dict[str, Any]) -> Report:  # fmt: skip
+                  bundle_dir: Path, host: dict[str, Any],
+                  build_records: dict[str, Any] | None = None) -> Report:  # fmt: skip
     """A device's report (`edgekd profile`): everything but its rows from the bundle's manifest; `host`: the
-    device's facts (with what its engines are tied to)."""
+    device's facts (with what its engines are tied to); `build_records`: what the device's builds recorded, by
+    kind (OpenVINO's sequence buckets)."""
     task, teacher = manifest["task"], manifest["teacher"]
     return Report(
         run=RunInfo(name=manifest["run"], threads=threads, host=host, runtime_versions=runtime_versions(),
@@ -66,5 +68,6 @@ def device_report(manifest: dict[str, Any], profile: str, threads: int, rows: li
         teacher={"architecture": teacher["architecture"], "params": teacher["params"],
                  "accuracy": teacher["accuracy"], "origin": "bundle reference (teacher logits)"},
         student={"architecture": manifest["student"]["architecture"], "params": manifest["student"]["params"]},
-        stages={"build": {"engines": built, "profile": profile}}, recipe=manifest["recipe"], rows=rows,
+        stages={"build": {"engines": built, "profile": profile, **(build_records or {})}}, recipe=manifest["recipe"],
+        rows=rows,
     )  # fmt: skip
