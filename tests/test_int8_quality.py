@@ -175,6 +175,23 @@ def test_a_memory_budget_passes_over_the_fastest_row_when_it_needs_more_memory()
     assert entry["artifact"] == "student-openvino-int8"  # the only row within 0.44 ms at real lengths
 
 
+def test_a_runner_up_within_the_timing_noise_is_named_as_a_tie():
+    """MiniLM-3L at real lengths in one run: ORT int8 dynamic 0.634 ms, OpenVINO int8 0.636 ms per text."""
+    rows = [_timed_at_real_lengths(_row("teacher", 38.7), 13.0),
+            _timed_at_real_lengths(_row("student-onnx-fp32", 8.2), 2.1),
+            _timed_at_real_lengths(_row("student-onnx-int8-dynamic", 3.8), 0.634),
+            _timed_at_real_lengths(_row("student-openvino-int8", 3.2), 0.636)]  # fmt: skip
+    report = {"rows": rows, "task": {"metric": TEACHER_COSINE}}
+    [entry] = recommendations(report)
+    assert entry["runner_up"] == {"artifact": "student-openvino-int8", "slower_by": 1.003}
+    report["recommendations"] = [entry]
+    assert "student-openvino-int8 only 1.00x slower: a tie" in recommendation_lines(report)[0]
+    rows[3]["p50_ms_real_lengths"] = 0.7  # 10% slower: no longer a tie, not said
+    report["recommendations"] = recommendations(report)
+    assert report["recommendations"][0]["runner_up"]["slower_by"] == 1.104
+    assert "tie" not in recommendation_lines(report)[0]
+
+
 def test_auto_calibration_keeps_the_method_with_the_best_validation_fidelity(tmp_path):
     samples = np.random.default_rng(1).standard_normal((300, 16)).astype(np.float32)
     _export(OutlierMlp(outlier_share=0.0), tmp_path / "student.onnx", samples)

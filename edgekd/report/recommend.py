@@ -23,6 +23,7 @@ COLLAPSE = "quality-collapse"
 
 
 REAL_LENGTHS, PADDED = "real-lengths", "padded-length"
+TIE = 1.05  # a runner-up within 5% is named as a tie: p50 moves more than that between runs (figures.py allows 10%)
 
 
 def _p50(row: dict[str, Any], basis: str = PADDED) -> float:
@@ -104,6 +105,10 @@ def recommendations(report: dict[str, Any]) -> list[dict[str, Any]]:
         entry.update(_speedups(best, teacher, fp32, latency))
         if best.get("proxy"):
             entry["proxy"] = best["proxy"]
+        others = sorted((r for r in eligible if r is not best), key=lambda r: _p50(r, latency))
+        if others:  # how close the next row came: within the timing noise, the order may swap between runs
+            entry["runner_up"] = {"artifact": others[0]["artifact"],
+                                  "slower_by": round(_p50(others[0], latency) / _p50(best, latency), 3)}  # fmt: skip
         padded_best = min(eligible, key=_p50)
         if latency == REAL_LENGTHS and padded_best is not best:
             entry["at_padded_length"] = {"artifact": padded_best["artifact"], "p50_ms": _p50(padded_best),
@@ -128,6 +133,10 @@ def recommendation_lines(report: dict[str, Any]) -> list[str]:
             parts.append(f"drop {entry['drop_points']:+.2f} pts vs the teacher")
         why = "fastest meeting the budgets" if entry["basis"] == "budgets" else "fastest above the fidelity threshold"
         where = " at the eval texts' real lengths" if real else ""
+        runner_up = entry.get("runner_up")
+        if runner_up and runner_up["slower_by"] < TIE:
+            parts.append(f"{runner_up['artifact']} only {runner_up['slower_by']:.2f}x slower: a tie within timing "
+                         "noise, either may come first in another run")  # fmt: skip
         lines.append(f"recommended on {entry['target']}: {entry['artifact']} ({why}{where}; {', '.join(parts)})")
         padded = entry.get("at_padded_length")
         if padded:
