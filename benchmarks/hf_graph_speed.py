@@ -39,11 +39,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgekd.export.graph_choice import choose_graph, ort_session, transformer_candidates  # noqa: E402
+from edgekd.export.graph_choice import choose_graph, transformer_candidates  # noqa: E402
 from edgekd.export.onnx import export_onnx  # noqa: E402
 from edgekd.fileio import write_json_atomic, write_text_atomic  # noqa: E402
 from edgekd.measure.quality import mean_cosine  # noqa: E402
 from edgekd.models.hf import HFEncoder, encoder_from_config, load_hf_encoder, shrink_encoder  # noqa: E402
+from edgekd.runtimes.ort_session import ort_session  # noqa: E402
 from edgekd.targets.this_host import cpu_model, isa_flags  # noqa: E402
 
 SENTENCES = [

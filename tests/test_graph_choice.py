@@ -14,13 +14,13 @@ from edgekd.export.graph_choice import (  # noqa: E402
     GraphCandidate,
     choose_graph,
     decide,
-    disabled_optimizers,
     ship_choice,
     transformer_candidates,
 )
 from edgekd.export.onnx import export_onnx  # noqa: E402
 from edgekd.models.hf import load_hf_encoder  # noqa: E402
 from edgekd.runtimes import get_runtime  # noqa: E402
+from edgekd.runtimes.ort_session import disabled_optimizers  # noqa: E402
 from tests.test_hf_interface import token_inputs  # noqa: E402
 from tests.tiny_hf import make_tiny_bert  # noqa: E402
 

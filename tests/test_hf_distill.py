@@ -12,9 +12,10 @@ import torch
 pytest.importorskip("transformers", reason="needs the hf extra: pip install \"edgekd[hf]\"")
 
 from edgekd.distill import LossSpec, TrainConfig, fit  # noqa: E402
-from edgekd.export.graph_choice import SWITCH_MARGIN, disabled_optimizers  # noqa: E402
+from edgekd.export.graph_choice import SWITCH_MARGIN  # noqa: E402
 from edgekd.models.hf import encoder_from_config, load_hf_encoder, shrink_encoder, shrunk_layers  # noqa: E402
 from edgekd.report.document import load_report  # noqa: E402
+from edgekd.runtimes.ort_session import disabled_optimizers  # noqa: E402
 from tests.tiny_hf import make_text_file, make_tiny_bert, run_recipe, text_recipe  # noqa: E402
 
 

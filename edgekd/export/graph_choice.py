@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 
 from edgekd.fileio import atomic_path, scratch_cwd
+from edgekd.runtimes.ort_session import DISABLED_OPTIMIZERS_KEY, ort_session
 from edgekd.samples import Inputs, named
 
 SWITCH_MARGIN = 0.02  # a candidate must beat the exported graph by more than this (median paired ratio)
 ROUND_SECONDS = 0.15  # each candidate's share of a round: enough runs for a stable median at any model size
-DISABLED_OPTIMIZERS_KEY = "edgekd.ort.disabled_optimizers"  # comma-separated ORT graph optimizer names
 SKIP_LAYER_NORM = "SkipLayerNormFusion"
 
 
@@ -56,30 +56,6 @@ class GraphChoice:
                           f">= {ROUND_SECONDS:g} s a round), batch 1 on the first eval sample at its padded length; "
                           "p50 = median of the round medians; ratio = median over rounds of p50 / the as-exported "
                           f"graph's p50 in the same round; a candidate replaces it only below {1 - SWITCH_MARGIN:g}"}
-
-
-def disabled_optimizers(path: Path) -> list[str]:
-    """The ORT graph optimizers an ONNX graph asks to have switched off (its metadata), else [] (also for an
-    ORT-format model, which edgekd never chose a graph for)."""
-    import onnx
-
-    if Path(path).suffix != ".onnx":
-        return []
-    model = onnx.load(str(path), load_external_data=False)
-    value = next((p.value for p in model.metadata_props if p.key == DISABLED_OPTIMIZERS_KEY), "")
-    return [name for name in value.split(",") if name]
-
-
-def ort_session(path: Path, threads: int, disabled: tuple[str, ...] | list[str] = ()):
-    """A CPU session as edgekd measures it (intra-op `threads`, inter-op 1), minus the `disabled` optimizers."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    extra = {"disabled_optimizers": list(disabled)} if disabled else {}
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"], **extra)
 
 
 def write_with_setting(source: Path, target: Path, disabled: tuple[str, ...]) -> None:

@@ -26,7 +26,7 @@ def _version() -> str:
 def _load(path: Path, threads: int) -> Runner:
     """A CPU session; a graph that edgekd chose with some ORT optimizers off (its metadata says which) gets them
     off here too (edgekd.export.graph_choice)."""
-    from edgekd.export.graph_choice import disabled_optimizers, ort_session
+    from edgekd.runtimes.ort_session import disabled_optimizers, ort_session
 
     session = ort_session(path, threads, disabled_optimizers(path))
     input_name = session.get_inputs()[0].name
