@@ -154,7 +154,8 @@ class BuildSection:
     openvino_int8: str = "nncf"
     # Token models: OpenVINO IRs run as static copies per sequence bucket (16, 24, 32, ... tokens; inputs padded to
     # the next) where that measures faster at real lengths (edgekd.runtimes.openvino_buckets); each bucket used is
-    # a compiled copy of the model (BERT-4x256 int8: 444 MB peak RSS against 226 MB dynamic). false: dynamic only.
+    # a compiled copy of the model (BERT-4x256 int8: 398 MB peak RSS against 214 MB dynamic, 1.65x faster per text;
+    # benchmarks/results/openvino_buckets.md). false: dynamic only.
     openvino_sequence_buckets: bool = True
 
 
