@@ -38,14 +38,15 @@ FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "avx512_bf16"
 
 def texts(run_dir: Path, count: int) -> list[dict[str, np.ndarray]]:
     """The first `count` test texts, each at its own token length (the padding cut off)."""
-    with np.load(run_dir / "data" / "test.npz") as data:
-        names = [k for k in data.files if k != "labels"]
-        arrays = {k: data[k] for k in names}
-    result = []
-    for i in range(min(count, len(arrays["attention_mask"]))):
-        n = max(int(arrays["attention_mask"][i].sum()), 1)
-        result.append({k: np.ascontiguousarray(v[i : i + 1, :n]) for k, v in arrays.items()})
-    return result
+    from edgekd.pipeline.layout import TEST_SPLIT
+    from edgekd.samples import load_inputs, real_lengths, take, trim_to_length
+
+    inputs = dict(load_inputs(run_dir / TEST_SPLIT))
+    inputs.pop("labels", None)  # the test split carries its labels beside the model's inputs
+    lengths = real_lengths(inputs)
+    return [{k: np.ascontiguousarray(v) for k, v in trim_to_length(take(inputs, slice(i, i + 1)),
+                                                                     max(int(n), 1)).items()}
+            for i, n in enumerate(lengths[:count])]  # fmt: skip
 
 
 def without_buckets(xml: Path, target: Path) -> Path:

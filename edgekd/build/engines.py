@@ -66,6 +66,13 @@ def build_engine(spec: EngineSpec, source_dir: Path, out_dir: Path, profile: Pro
     return runtime.build(spec, BuildJob(source_dir, out_dir, profile, device))
 
 
+def file_records(records: dict[str, dict[str, Any]], artifact: str, record: dict[str, Any] | None) -> None:
+    """Add what one build reported (`build_engine`'s return: kind -> record) under each kind, by artifact: the
+    build summary's `accuracy_control` and `sequence_buckets`."""
+    for kind, what in (record or {}).items():
+        records.setdefault(kind, {})[artifact] = what
+
+
 def skipped_row(artifact: Artifact, target: str, reason: str, threads: int, batch_size: int) -> Row:
     return Row.of(artifact, target, threads, batch_size=batch_size, status="skipped", reason=reason)
 

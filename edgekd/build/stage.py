@@ -48,8 +48,7 @@ def build_stage(
                                                 max_batch=max_batch,
                                                 sequence_buckets=section.openvino_sequence_buckets,
                                                 **judging)  # fmt: skip
-            for kind, what in (record or {}).items():  # accuracy_control, sequence_buckets: per artifact
-                records.setdefault(kind, {})[spec.artifact] = what
+            engines_build.file_records(records, spec.artifact, record)
         return {"engines": {s.artifact: s.path for s in to_build},
                 "openvino_inference_precision": host.openvino.inference_precision,
                 "profiles": [p.name for p in profiles], **records}  # fmt: skip

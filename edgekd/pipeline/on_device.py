@@ -111,8 +111,7 @@ def _build_engines(
             failed.add(spec.artifact)
             continue
         built[spec.artifact] = spec.path
-        for kind, what in (record or {}).items():
-            records.setdefault(kind, {})[spec.artifact] = what
+        engines_build.file_records(records, spec.artifact, record)
         if not status.usable:
             skipped[spec.artifact] = f"{status.reason}; the engine is built at {out_dir / spec.path}"
     return [engines_build.to_artifact(s, params) for s in specs], skipped, built, failed, records

@@ -94,7 +94,8 @@ def recommendations(report: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         teacher, fp32 = _teacher(ok, target), _fp32_student(rows, target, ok)
         latency = _basis([*eligible, *[r for r in (teacher, fp32) if r]])
-        best = min(eligible, key=lambda r: _p50(r, latency))
+        ranked = sorted(eligible, key=lambda r: _p50(r, latency))
+        best = ranked[0]
         entry: dict[str, Any] = {"target": target, "artifact": best["artifact"], "basis": basis,
                                  "latency_basis": latency, "p50_ms": _p50(best),
                                  "drop_points": metric_drop(best, metric),
@@ -105,10 +106,9 @@ def recommendations(report: dict[str, Any]) -> list[dict[str, Any]]:
         entry.update(_speedups(best, teacher, fp32, latency))
         if best.get("proxy"):
             entry["proxy"] = best["proxy"]
-        others = sorted((r for r in eligible if r is not best), key=lambda r: _p50(r, latency))
-        if others:  # how close the next row came: within the timing noise, the order may swap between runs
-            entry["runner_up"] = {"artifact": others[0]["artifact"],
-                                  "slower_by": round(_p50(others[0], latency) / _p50(best, latency), 3)}  # fmt: skip
+        if len(ranked) > 1:  # how close the next row came: within the timing noise, the order may swap between runs
+            entry["runner_up"] = {"artifact": ranked[1]["artifact"],
+                                  "slower_by": round(_p50(ranked[1], latency) / _p50(best, latency), 3)}  # fmt: skip
         padded_best = min(eligible, key=_p50)
         if latency == REAL_LENGTHS and padded_best is not best:
             entry["at_padded_length"] = {"artifact": padded_best["artifact"], "p50_ms": _p50(padded_best),

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.samples import MASK
+from edgekd.samples import MASK, real_lengths, trim_to_length
 
 BUCKETS_KEY = ["edgekd", "sequence_buckets"]
 SMALLEST = 16
@@ -114,22 +114,18 @@ def _per_text_ms(call, feeds: list[dict[str, np.ndarray]]) -> float:
     return (time.perf_counter() - started) * 1e3 / runs
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
-    norms = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
-    return float(np.mean(np.sum(a * b, axis=1) / norms))
+def choose_buckets(core, model, config: dict[str, Any], feeds: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+    """Time `model` on `feeds` (batch-1 token feeds, padded: the buckets end at their width) at their real
+    lengths, dynamic against bucketed, in interleaved rounds; returns the decision record (`buckets`: the lengths
+    to store, empty when the dynamic model stays)."""
+    from edgekd.measure.quality import mean_cosine
 
-
-def choose_buckets(core, model, config: dict[str, Any], feeds: list[dict[str, np.ndarray]],
-                   longest: int) -> dict[str, Any]:  # fmt: skip
-    """Time `model` on `feeds` at their real lengths, dynamic against bucketed, in interleaved rounds; returns the
-    decision record (`buckets`: the lengths to store, empty when the dynamic model stays)."""
     if not bucketable(model):
         return {"buckets": [], "why": "not a token model with pooled outputs: runs with dynamic shapes"}
-    texts = [{k: v[:, : max(int(f[MASK].sum()), 1)] for k, v in f.items()} for f in feeds[:MAX_TEXTS]]
+    texts = [trim_to_length(f, max(int(real_lengths(f)[0]), 1)) for f in feeds[:MAX_TEXTS]]
     if not texts:
         return {"buckets": [], "why": "no calibration texts to measure on: runs with dynamic shapes"}
-    buckets = bucket_lengths(longest)
+    buckets = bucket_lengths(int(feeds[0][MASK].shape[1]))
     bucketed = BucketedModel(core, model, config, buckets)
 
     def dynamic(feed):
@@ -141,7 +137,7 @@ def choose_buckets(core, model, config: dict[str, Any], feeds: list[dict[str, np
         request.infer(feed)
         return request.get_output_tensor(0).data.copy()
 
-    cosine = _cosine(np.concatenate([in_bucket(f) for f in texts]), np.concatenate([dynamic(f) for f in texts]))
+    cosine = mean_cosine(np.concatenate([in_bucket(f) for f in texts]), np.concatenate([dynamic(f) for f in texts]))
     ratios, figures = [], {"dynamic": [], "buckets": []}
     for r in range(ROUNDS):  # each round both, in alternating order; the ratio within a round
         order = (("dynamic", dynamic), ("buckets", in_bucket))[:: 1 if r % 2 == 0 else -1]
@@ -151,7 +147,7 @@ def choose_buckets(core, model, config: dict[str, Any], feeds: list[dict[str, np
         ratios.append(timed["buckets"] / timed["dynamic"])
     ratio = statistics.median(ratios)
     keep = ratio < KEEP_BELOW and cosine >= MIN_COSINE
-    lengths = sorted(int(f[MASK].sum()) for f in texts)
+    lengths = sorted(f[MASK].shape[1] for f in texts)
     why = ("faster at real lengths" if keep else f"outputs differ (cosine {cosine:.6f})" if cosine < MIN_COSINE
            else "not faster beyond the 5% margin")  # fmt: skip
     return {"buckets": list(buckets) if keep else [], "candidate_buckets": list(buckets), "why": why,

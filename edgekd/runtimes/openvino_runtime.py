@@ -117,8 +117,7 @@ def add_sequence_buckets(xml_path: Path, texts: list[dict[str, np.ndarray]]) -> 
     ov = _import_openvino()
     core = ov.Core()
     model = core.read_model(str(xml_path))
-    longest = int(texts[0]["attention_mask"].shape[1])
-    decision = choose_buckets(core, model, _config(model, BUCKET_CHOICE_THREADS), texts, longest)
+    decision = choose_buckets(core, model, _config(model, BUCKET_CHOICE_THREADS), texts)
     if decision["buckets"]:
         model.set_rt_info(",".join(str(n) for n in decision["buckets"]), BUCKETS_KEY)
         _write(ov, model, xml_path, compress_to_fp16=False)  # an fp16 IR's weights are read back as stored
@@ -264,26 +263,26 @@ def _build(spec: EngineSpec, job: BuildJob) -> dict[str, Any] | None:
     precision = "f32" if job.profile.openvino.inference_precision == "f32" else "auto"
     if spec.method != "nncf":
         build_ir(source, target, compress_to_fp16=spec.precision == "fp16", inference_precision=precision)
-        return _buckets_record(target, job)
+        return _buckets_record(target, job, _token_texts(job))
     from edgekd.pipeline.layout import CALIBRATION_SAMPLES
     from edgekd.quantize.calibration import check_calibration
     from edgekd.quantize.ort_int8 import calibration_feeds, is_transformer_graph
-    from edgekd.samples import load_inputs
+    from edgekd.samples import MASK, load_inputs
 
     names = _input_names(job)
     calibration = load_inputs(job.source_dir / CALIBRATION_SAMPLES, names)  # every input the graph takes
     check_calibration(source, calibration, names[0])
+    feeds = calibration_feeds(calibration, names[0])
     budget, validation = job.device.get("budget"), job.device.get("validation")
     under_budget = (budget, validation, names[0]) if budget is not None and validation is not None else None
-    control = build_int8_ir_nncf(source, target, calibration_feeds(calibration, names[0]),
-                                 is_transformer_graph(source), precision, job.device.get("log_path"),
-                                 under_budget)  # fmt: skip
-    records = {**({"accuracy_control": control} if control else {}), **(_buckets_record(target, job) or {})}
+    control = build_int8_ir_nncf(source, target, feeds, is_transformer_graph(source), precision,
+                                 job.device.get("log_path"), under_budget)  # fmt: skip
+    texts = feeds if MASK in names else None  # the same samples the buckets are measured on: read once
+    records = {**({"accuracy_control": control} if control else {}), **(_buckets_record(target, job, texts) or {})}
     return records or None
 
 
-def _buckets_record(target: Path, job: BuildJob) -> dict[str, Any] | None:
-    texts = _token_texts(job)
+def _buckets_record(target: Path, job: BuildJob, texts: list[dict[str, np.ndarray]] | None) -> dict[str, Any] | None:
     if not texts:
         return None
     if not job.device.get("sequence_buckets", True):
